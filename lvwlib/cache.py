@@ -1,0 +1,102 @@
+"""Disk cache of expensive artefacts, keyed by exactly the config fields they depend on.
+
+An entry is ``<cache_dir>/<kind>/<key>.pt`` plus ``<key>.json`` holding the
+key's inputs in plain form. The key is the sha256 of those inputs, so a changed
+field gives a new key; on load the stored inputs are compared with the
+requested ones, so a file copied or renamed from another config is refused
+with an error instead of being served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from lvwlib.records import save_with, write_json
+
+CACHE_FORMAT = 1  # bump when the layout of cached artefacts changes
+
+
+class StaleCacheError(RuntimeError):
+    """A cache entry whose recorded config differs from the requested one."""
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    """sha256 (first 16 hex digits) of the canonical json of ``inputs``."""
+    text = json.dumps({"format": CACHE_FORMAT, **inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _canonical(inputs: dict[str, Any]) -> Any:
+    return json.loads(json.dumps({"format": CACHE_FORMAT, **inputs}, sort_keys=True, default=str))
+
+
+def cached(
+    cache_dir: str | Path,
+    kind: str,
+    inputs: dict[str, Any],
+    compute: Callable[[], Any],
+    *,
+    enabled: bool = True,
+) -> Any:
+    """Return the cached value for ``inputs`` or compute, store and return it.
+
+    Args:
+        cache_dir: root of the cache.
+        kind: sub-folder naming the artefact (features, gradcam, base_model, ...).
+        inputs: every config field and data fingerprint the value depends on.
+        compute: called on a miss; its result must be ``torch.save``-able.
+        enabled: False computes without reading or writing the cache.
+    """
+    if not enabled:
+        return compute()
+    key = cache_key(inputs)
+    folder = Path(cache_dir) / kind
+    value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
+    if value_path.exists() and meta_path.exists():
+        stored = json.loads(meta_path.read_text())
+        if stored != _canonical(inputs):
+            raise StaleCacheError(
+                f"cache entry {value_path} was made from another config; "
+                f"delete it (or the folder {folder}) to recompute"
+            )
+        return torch.load(value_path, map_location="cpu", weights_only=False)
+    value = compute()
+    save_with(value_path, lambda tmp: torch.save(value, tmp))
+    write_json(meta_path, _canonical(inputs))
+    return value
+
+
+@torch.no_grad()
+def compute_trunk_features(
+    trunk: torch.nn.Module,
+    dataset: Dataset,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    desc: str = "trunk features",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Trunk features of every image and of its horizontal flip.
+
+    Args:
+        trunk: frozen module, images [B, 3, S, S] in [0, 1] -> [B, Ct, h, w].
+        dataset: yields (image [3, S, S], label).
+    Returns:
+        [N, 2, Ct, h, w] float16: index 0 the image, 1 its flip. The flip is applied
+        to the image, not the features: a conv trunk is not flip-equivariant.
+    """
+    trunk.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    chunks = []
+    for images, _ in tqdm(loader, desc=desc, disable=not progress):
+        both = torch.cat([images, torch.flip(images, dims=[3])])
+        out = trunk(both).to(torch.float16)
+        chunks.append(torch.stack([out[: len(images)], out[len(images) :]], dim=1))
+    return torch.cat(chunks)

@@ -1,0 +1,371 @@
+"""Experiment orchestration: data -> cached trunk features -> base model and
+Grad-CAM -> every Table 1 method -> accuracy and IoU coverage.
+
+Every expensive artefact is cached under a key made from exactly the config
+fields it depends on (:mod:`lvwlib.cache`). Notebooks call :func:`prepare`,
+:func:`base_for_seed` and :func:`run_method`; nothing here plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from lvwlib.attention import gradcam_maps, train_base_model
+from lvwlib.backbones import SplitBackbone, build_backbone
+from lvwlib.base_model import BaseModel
+from lvwlib.baselines.protopshare import ProtoPShareConfig, protopshare
+from lvwlib.baselines.prototree import ProtoTreeConfig, train_prototree
+from lvwlib.baselines.srae import (
+    SRAEConfig,
+    faithfulness_metrics,
+    orthogonality_metrics,
+    train_srae,
+)
+from lvwlib.cache import cache_key, cached, compute_trunk_features
+from lvwlib.config import RunConfig, from_dict, to_dict
+from lvwlib.data import DatasetBundle, load_dataset
+from lvwlib.metrics import IoUCoverage, accuracy
+from lvwlib.model import PrototypeNet
+from lvwlib.paths import project_root
+from lvwlib.seeding import seed_everything
+from lvwlib.train import train_prototype_net
+
+METHODS = ("base", "protopnet", "prototree", "protopshare", "lvw_noalign", "lvw", "srae")
+METHOD_LABELS = {
+    "base": "Base + Grad-CAM",
+    "protopnet": "ProtoPNet",
+    "prototree": "ProtoTree",
+    "protopshare": "ProtoPShare",
+    "lvw_noalign": "LVW w/o alignment",
+    "lvw": "LVW",
+    "srae": "SRAE",
+}
+# ProtoPNet = the prototype network with class-specific words (method.md section 5);
+# these are its defaults, which the params' protopnet section may override.
+PROTOPNET_DEFAULTS = {"words_per_class": 10, "class_specific": True, "separation": -0.08, "beta_align": 0.0}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A run's whole configuration: the shared :class:`RunConfig` and each method's."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    protopnet: dict[str, Any] = field(default_factory=dict)  # LVWConfig overrides for ProtoPNet
+    prototree: ProtoTreeConfig = field(default_factory=ProtoTreeConfig)
+    protopshare: ProtoPShareConfig = field(default_factory=ProtoPShareConfig)
+    srae: SRAEConfig = field(default_factory=SRAEConfig)
+    seeds: tuple[int, ...] = (0,)  # every Table 1 cell is run once per seed
+    methods: tuple[str, ...] = METHODS  # rows of Table 1 to run
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def experiment_from_params(params: dict[str, Any], dataset: str | None = None) -> Experiment:
+    """Build an :class:`Experiment` from a params yaml dict.
+
+    ``datasets: {name: {...}}`` in the yaml holds per-dataset overrides, merged
+    over the top level when ``dataset`` is given (which also sets data.name).
+    """
+    params = copy.deepcopy(params)
+    per_dataset = params.pop("datasets", {}) or {}
+    if dataset is not None:
+        params = _deep_merge(params, per_dataset.get(dataset, {}))
+        params.setdefault("data", {})["name"] = dataset
+    run_keys = {f.name for f in dataclasses.fields(RunConfig)}
+    run = from_dict(RunConfig, {k: v for k, v in params.items() if k in run_keys})
+    unknown = set(params) - run_keys - {f.name for f in dataclasses.fields(Experiment)}
+    if unknown:
+        raise ValueError(f"unknown parameter section(s): {', '.join(sorted(unknown))}")
+    methods = tuple(params.get("methods", METHODS))
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; known: {', '.join(METHODS)}")
+    return Experiment(
+        run=run,
+        protopnet=dict(params.get("protopnet", {})),
+        prototree=from_dict(ProtoTreeConfig, params.get("prototree")),
+        protopshare=from_dict(ProtoPShareConfig, params.get("protopshare")),
+        srae=from_dict(SRAEConfig, params.get("srae")),
+        seeds=tuple(params.get("seeds", (0,))),
+        methods=methods,
+    )
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@dataclass
+class Prepared:
+    """Data, backbone and cached trunk features of one dataset (seed independent)."""
+
+    exp: Experiment
+    bundle: DatasetBundle
+    backbone: SplitBackbone
+    train_feats: torch.Tensor  # [N, 2, Ct, h, w] float16
+    train_labels: torch.Tensor  # [N]
+    test_feats: torch.Tensor  # [Nt, 2, Ct, h, w] float16
+    test_labels: torch.Tensor  # [Nt]
+    feature_inputs: dict[str, Any]  # the cache inputs the features depend on
+
+    @property
+    def cache_dir(self) -> Path:
+        return resolve(self.exp.run.cache_dir)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.bundle.classes)
+
+
+@dataclass
+class BaseArtefacts:
+    """The base model of one seed and its Grad-CAM maps."""
+
+    model: BaseModel
+    history: list[dict[str, float]]
+    train_cams: torch.Tensor  # [N, 2, h, w] in [0, 1]
+    test_cams: torch.Tensor  # [Nt, 2, h, w]
+    inputs: dict[str, Any]  # cache inputs of the Grad-CAM maps
+
+
+def resolve(path: str | Path) -> Path:
+    """A relative path is taken from the project root (notebooks run in notebooks/)."""
+    path = Path(path)
+    return path if path.is_absolute() else project_root() / path
+
+
+def prepare(exp: Experiment, progress: bool = True) -> Prepared:
+    """Load the dataset and backbone; compute or load the cached trunk features."""
+    torch.set_grad_enabled(True)
+    run = exp.run
+    bundle = load_dataset(run.data)
+    backbone = build_backbone(run.backbone)
+    inputs = {"data": to_dict(run.data), "fingerprint": bundle.fingerprint(), "backbone": to_dict(run.backbone)}
+    cache_dir = resolve(run.cache_dir)
+
+    def features(split: str) -> Callable[[], torch.Tensor]:
+        dataset = getattr(bundle, split)
+        return lambda: compute_trunk_features(
+            backbone.trunk, dataset, num_workers=run.num_workers,
+            desc=f"trunk features ({run.data.name} {split})", progress=progress,
+        )
+
+    train_feats = cached(cache_dir, "features", {**inputs, "split": "train"}, features("train"))
+    test_feats = cached(cache_dir, "features", {**inputs, "split": "test"}, features("test"))
+    return Prepared(
+        exp, bundle, backbone, train_feats, torch.tensor(bundle.train.labels),
+        test_feats, torch.tensor(bundle.test.labels), inputs,
+    )
+
+
+def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtefacts:
+    """Train (or load) the base model of ``seed`` and its Grad-CAM maps."""
+    base_cfg = dataclasses.replace(prep.exp.run.base, seed=seed)
+    # cam_target only changes the maps, not the model: keep it out of the model's key.
+    model_inputs = {**prep.feature_inputs, "base": {k: v for k, v in to_dict(base_cfg).items() if k != "cam_target"}}
+
+    def train() -> dict[str, Any]:
+        model, history = train_base_model(
+            prep.backbone.tail, prep.backbone.feature_channels, prep.num_classes,
+            prep.train_feats, prep.train_labels, base_cfg, progress=progress,
+        )
+        return {"state_dict": model.state_dict(), "history": history}
+
+    stored = cached(prep.cache_dir, "base_model", model_inputs, train)
+    model = BaseModel(copy.deepcopy(prep.backbone.tail), prep.backbone.feature_channels, prep.num_classes)
+    model.load_state_dict(stored["state_dict"])
+    model.eval()
+    cam_inputs = {**model_inputs, "cam_target": base_cfg.cam_target}
+
+    def cams() -> dict[str, torch.Tensor]:
+        return {
+            split: gradcam_maps(model, feats, labels, base_cfg.cam_target, progress=progress)
+            for split, feats, labels in (
+                ("train", prep.train_feats, prep.train_labels),
+                ("test", prep.test_feats, prep.test_labels),
+            )
+        }
+
+    maps = cached(prep.cache_dir, "gradcam", cam_inputs, cams)
+    return BaseArtefacts(model, stored["history"], maps["train"], maps["test"], cam_inputs)
+
+
+ExplainFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def evaluate(
+    explain: ExplainFn,
+    prep: Prepared,
+    base: BaseArtefacts,
+    batch_size: int = 50,
+) -> dict[str, Any]:
+    """Accuracy and IoU coverage of an explainer on the (unflipped) test images.
+
+    Args:
+        explain: (trunk [B, Ct, h, w], index [B]) -> (logits [B, C], word maps [B, m, h, w]).
+    Returns:
+        accuracy, iou (at eval.quantile), iou_q<q> for each swept quantile,
+        iou_reference (the reference code's low-region variant at eval.quantile),
+        and per-image IoU at eval.quantile.
+    """
+    ev = prep.exp.run.eval
+    quantiles = sorted({*ev.quantiles, ev.quantile})
+    metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
+    reference = IoUCoverage(q=ev.quantile, size=ev.eval_size, variant="reference")
+    logits_all, ious = [], {q: [] for q in quantiles}
+    ref_ious = []
+    for start in range(0, prep.test_feats.shape[0], batch_size):
+        index = torch.arange(start, min(start + batch_size, prep.test_feats.shape[0]))
+        logits, maps = explain(prep.test_feats[index, 0].float(), index)
+        cams = base.test_cams[index, 0]
+        logits_all.append(logits.detach())
+        for q in quantiles:
+            ious[q].append(metrics[q](cams, maps.detach()))
+        ref_ious.append(reference(cams, maps.detach()))
+    logits = torch.cat(logits_all)
+    result: dict[str, Any] = {
+        "accuracy": accuracy(logits, prep.test_labels),
+        "iou": torch.cat(ious[ev.quantile]).mean().item(),
+        "iou_reference": torch.cat(ref_ious).mean().item(),
+        "per_image_iou": torch.cat(ious[ev.quantile]).tolist(),
+    }
+    for q in quantiles:
+        result[f"iou_q{int(q)}"] = torch.cat(ious[q]).mean().item()
+    return result
+
+
+def method_inputs(prep: Prepared, base: BaseArtefacts, method: str, seed: int) -> dict[str, Any]:
+    """Cache inputs of a trained method: features, the explained base model, its own config."""
+    exp = prep.exp
+    own: dict[str, Any] = {"lvw": to_dict(lvw_config(exp, method, seed))} if method in (
+        "lvw", "lvw_noalign", "protopnet", "protopshare") else {}
+    if method == "protopshare":
+        own["protopshare"] = to_dict(exp.protopshare)
+    if method == "prototree":
+        own = {"prototree": to_dict(dataclasses.replace(exp.prototree, seed=seed))}
+    if method == "srae":
+        own = {"srae": to_dict(dataclasses.replace(exp.srae, seed=seed))}
+    return {**base.inputs, "method": method, "seed": seed, **own}
+
+
+def lvw_config(exp: Experiment, method: str, seed: int):
+    """The LVWConfig of an LVW-family method (lvw, lvw_noalign, protopnet, protopshare)."""
+    cfg = dataclasses.replace(exp.run.lvw, seed=seed)
+    if method == "lvw_noalign":
+        cfg = dataclasses.replace(cfg, beta_align=0.0)
+    if method in ("protopnet", "protopshare"):
+        cfg = dataclasses.replace(cfg, **{**PROTOPNET_DEFAULTS, **exp.protopnet, "class_specific": True})
+    return cfg
+
+
+def build_prototype_net(prep: Prepared, base: BaseArtefacts, cfg) -> PrototypeNet:
+    """A fresh network; its tail starts from ImageNet weights or the fine-tuned base model."""
+    if cfg.tail_init not in ("imagenet", "base"):
+        raise ValueError(f"tail_init must be 'imagenet' or 'base', got {cfg.tail_init!r}")
+    tail = base.model.tail if cfg.tail_init == "base" else prep.backbone.tail
+    return PrototypeNet(
+        copy.deepcopy(tail), prep.backbone.feature_channels, prep.num_classes,
+        cfg.words_per_class, cfg.feature_dim, seed=cfg.seed,
+    )
+
+
+def trained_prototype_net(
+    prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: bool = True
+) -> tuple[PrototypeNet, Any]:
+    """Train (or resume / load from its checkpoint) LVW, LVW w/o alignment or ProtoPNet."""
+    cfg = lvw_config(prep.exp, "protopnet" if method == "protopshare" else method, seed)
+    inputs = method_inputs(prep, base, "protopnet" if method == "protopshare" else method, seed)
+    ckpt = prep.cache_dir / "models" / f"{cache_key(inputs)}.pt"
+    seed_everything(seed)
+    model = build_prototype_net(prep, base, cfg)
+    state = train_prototype_net(
+        model, prep.train_feats, prep.train_labels, base.train_cams if cfg.beta_align > 0 else None,
+        cfg, checkpoint=ckpt, progress=progress,
+    )
+    return model, state
+
+
+def run_method(prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: bool = True) -> dict[str, Any]:
+    """Train (or load) ``method`` for ``seed`` and evaluate it; the result dict is cached."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    inputs = method_inputs(prep, base, method, seed)
+    return cached(prep.cache_dir, "results", inputs, lambda: _run(prep, base, method, seed, progress))
+
+
+def _run(prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: bool) -> dict[str, Any]:
+    seed_everything(seed)
+    extra: dict[str, Any] = {}
+    if method == "base":
+        def explain(x, index):
+            return base.model(x), base.test_cams[index, 0][:, None]
+    elif method in ("lvw", "lvw_noalign", "protopnet"):
+        model, state = trained_prototype_net(prep, base, method, seed, progress)
+        extra["history"] = state.history
+        extra["push"] = state.pushes[-1] if state.pushes else []
+        extra["num_words"] = model.num_words
+        m = prep.exp.run.eval.top_m
+
+        def explain(x, index):
+            return model.explain(x, m)
+    elif method == "protopshare":
+        pnet, _ = trained_prototype_net(prep, base, "protopnet", seed, progress)
+        cfg = dataclasses.replace(prep.exp.protopshare, seed=seed)
+        shared = protopshare(
+            pnet, prep.train_feats, prep.train_labels, cfg,
+            lvw_config(prep.exp, "protopshare", seed), progress=progress,
+        )
+        model = shared["model"]
+        extra["summary"] = {k: v for k, v in shared.items() if k != "model"}
+        extra["num_words"] = model.num_words
+        m = prep.exp.run.eval.top_m
+
+        def explain(x, index):
+            return model.explain(x, m)
+    elif method == "prototree":
+        cfg = dataclasses.replace(prep.exp.prototree, seed=seed)
+        tree = train_prototree(
+            prep.backbone.tail, prep.train_feats, prep.train_labels, prep.num_classes, cfg, progress=progress
+        )
+        extra["summary"] = tree.summary
+        m = prep.exp.run.eval.top_m
+
+        def explain(x, index):
+            return tree.explain(x, m)
+    elif method == "srae":
+        cfg = dataclasses.replace(prep.exp.srae, seed=seed)
+        srae = train_srae(base.model, prep.train_feats, prep.train_labels, cfg, progress=progress)
+        test_feats = prep.test_feats
+        extra["faithfulness"] = faithfulness_metrics(srae, base.model, test_feats)
+        extra["orthogonality"] = orthogonality_metrics(srae, base.model, test_feats, prep.test_labels)
+
+        def explain(x, index):
+            return srae.explain(x)
+    else:  # pragma: no cover - guarded by run_method
+        raise ValueError(method)
+    result = evaluate(explain, prep, base)
+    result.update(method=method, seed=seed, **extra)
+    return result
+
+
+def run_all(exp: Experiment, progress: bool = True) -> list[dict[str, Any]]:
+    """Every method of ``exp.methods`` for every seed on one dataset; rows for Table 1."""
+    prep = prepare(exp, progress)
+    rows = []
+    for seed in tqdm(exp.seeds, desc=f"seeds ({exp.run.data.name})", disable=not progress):
+        base = base_for_seed(prep, seed, progress)
+        for method in exp.methods:
+            rows.append(run_method(prep, base, method, seed, progress))
+    return rows

@@ -1,0 +1,275 @@
+"""The three-stage training protocol of LVW / ProtoPNet (method.md section 3).
+
+1. warm-up: add-on and words only (tail frozen);
+2. joint: tail, add-on and words, last layer fixed;
+3. every ``push_every`` joint epochs and after the last: push, then the
+   last-layer stage (last layer only, CE + L1).
+
+A checkpoint (model, optimisers, RNG state, history and the config) is written
+after every epoch; :func:`train_prototype_net` resumes from it when the config
+matches, and refuses a checkpoint of another config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lvwlib.batches import iterate_batches
+from lvwlib.cache import StaleCacheError
+from lvwlib.config import LVWConfig, to_dict
+from lvwlib.losses import alignment_loss, cluster_loss, l1_last_layer, separation_loss
+from lvwlib.model import PrototypeNet, log_similarity
+from lvwlib.push import PushRecord, push_words
+from lvwlib.records import save_with
+from lvwlib.seeding import seed_everything
+
+
+@dataclass
+class TrainState:
+    """Everything needed to resume: counters, history and push records."""
+
+    epochs_done: int = 0  # warm-up + joint epochs completed (each followed by its push, if due)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pushes: list[list[dict[str, float]]] = field(default_factory=list)
+
+
+def joint_lr(base_lr: float, joint_epoch: int, cfg: LVWConfig) -> float:
+    """Step decay every ``lr_decay_every`` joint epochs, never below ``lr_floor``.
+
+    The reference code decays with no floor, which drives the joint learning
+    rates to ~0 after ~30 epochs; the floor keeps long runs learning.
+    """
+    if cfg.lr_decay_every <= 0:
+        return base_lr
+    return max(base_lr * cfg.lr_decay ** (joint_epoch // cfg.lr_decay_every), cfg.lr_floor)
+
+
+def push_due(joint_epoch: int, cfg: LVWConfig) -> bool:
+    """Push after joint epoch ``joint_epoch`` (1-based)? Every N epochs and after the last."""
+    return joint_epoch == cfg.joint_epochs or (cfg.push_every > 0 and joint_epoch % cfg.push_every == 0)
+
+
+def train_prototype_net(
+    model: PrototypeNet,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    cams: torch.Tensor | None,
+    cfg: LVWConfig,
+    checkpoint: str | Path | None = None,
+    evaluate: Callable[[PrototypeNet], dict[str, float]] | None = None,
+    progress: bool = True,
+) -> TrainState:
+    """Train ``model`` in place with the three-stage protocol.
+
+    Args:
+        model: freshly built network (its tail is trained in place).
+        feats: [N, 2, Ct, h, w] cached trunk features (original, flipped).
+        labels: [N].
+        cams: [N, 2, hc, wc] base-model Grad-CAM of the same images and flips;
+            required when ``cfg.beta_align > 0``.
+        cfg: the LVW (or ProtoPNet) configuration.
+        checkpoint: file to write after every epoch and to resume from.
+        evaluate: called with the model after every last-layer stage; its dict
+            is added to the history (e.g. test accuracy).
+    Returns:
+        the final :class:`TrainState` (history and push records).
+    """
+    if cfg.beta_align > 0 and cams is None:
+        raise ValueError("attention alignment (beta_align > 0) needs the base model's Grad-CAM maps")
+    seed_everything(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    warm_opt = torch.optim.Adam(
+        [{"params": [*model.add_on.parameters(), model.words], "lr": cfg.lr_words}]
+    )
+    joint_opt = torch.optim.Adam(
+        [
+            {"params": model.tail.parameters(), "lr": cfg.lr_tail},
+            {"params": [*model.add_on.parameters(), model.words], "lr": cfg.lr_words},
+        ]
+    )
+    last_opt = torch.optim.Adam(model.last_layer.parameters(), lr=cfg.lr_last)
+    state = TrainState()
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = _resume(checkpoint, cfg, model, [warm_opt, joint_opt, last_opt], generator)
+
+    total = cfg.warm_epochs + cfg.joint_epochs
+    bar = tqdm(total=total, initial=state.epochs_done, desc="LVW training", disable=not progress)
+    while state.epochs_done < total:
+        epoch = state.epochs_done + 1
+        warm = epoch <= cfg.warm_epochs
+        joint_epoch = epoch - cfg.warm_epochs
+        if not warm:
+            joint_opt.param_groups[0]["lr"] = joint_lr(cfg.lr_tail, joint_epoch - 1, cfg)
+            joint_opt.param_groups[1]["lr"] = joint_lr(cfg.lr_words, joint_epoch - 1, cfg)
+        row = _train_epoch(model, feats, labels, cams, cfg, warm_opt if warm else joint_opt, warm, generator)
+        row.update(epoch=epoch, stage="warm" if warm else "joint")
+        state.history.append(row)
+        if not warm and push_due(joint_epoch, cfg):
+            record = push_words(model, feats, labels, cfg.class_specific, progress=progress)
+            state.pushes.append(record.as_rows())
+            row = train_last_layer(model, feats, labels, cfg, last_opt, generator)
+            row.update(epoch=epoch, stage="last_layer")
+            if evaluate is not None:
+                row.update(evaluate(model))
+            state.history.append(row)
+        state.epochs_done = epoch
+        if checkpoint is not None:
+            _save(checkpoint, cfg, model, [warm_opt, joint_opt, last_opt], generator, state)
+        bar.update(1)
+        bar.set_postfix(loss=f"{state.history[-1].get('loss', 0.0):.3f}")
+    bar.close()
+    model.eval()
+    return state
+
+
+def _train_epoch(
+    model: PrototypeNet,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    cams: torch.Tensor | None,
+    cfg: LVWConfig,
+    optimiser: torch.optim.Optimizer,
+    warm: bool,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One pass of the warm-up or joint stage; returns mean loss components."""
+    model.train()
+    model.tail.requires_grad_(not warm)
+    if warm:
+        model.tail.eval()  # frozen tail: keep its batch-norm statistics fixed too
+    model.last_layer.requires_grad_(False)
+    sums: dict[str, float] = {}
+    count = 0
+    for batch in iterate_batches(
+        feats, labels, cfg.batch_size, shuffle=True, random_flip=True, generator=generator,
+        cams=cams if cfg.beta_align > 0 else None,
+    ):
+        out = model(batch.x)
+        parts = {
+            "ce": F.cross_entropy(out.logits, batch.y),
+            "cluster": cluster_loss(
+                out.min_distances,
+                model.word_classes if cfg.class_specific else None,
+                batch.y if cfg.class_specific else None,
+            ),
+        }
+        loss = parts["ce"] + cfg.alpha_cluster * parts["cluster"]
+        if cfg.separation != 0:
+            parts["separation"] = separation_loss(out.min_distances, model.word_classes, batch.y)
+            loss = loss + cfg.separation * parts["separation"]
+        if cfg.beta_align > 0:
+            parts["align"] = alignment_loss(
+                log_similarity(out.distances), -out.min_distances, batch.cam,
+                cfg.topk_align, cfg.align_size,
+            )
+            loss = loss + cfg.beta_align * parts["align"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        parts["loss"] = loss
+        n = len(batch.y)
+        for name, value in parts.items():
+            sums[name] = sums.get(name, 0.0) + value.item() * n
+        sums["train_acc"] = sums.get("train_acc", 0.0) + (out.logits.argmax(1) == batch.y).sum().item()
+        count += n
+    model.tail.requires_grad_(True)
+    model.last_layer.requires_grad_(True)
+    return {name: value / count for name, value in sums.items()}
+
+
+def train_last_layer(
+    model: PrototypeNet,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: LVWConfig,
+    optimiser: torch.optim.Optimizer,
+    generator: torch.Generator,
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """Last-layer stage: ``cfg.last_layer_epochs`` passes of CE + gamma * L1 on the last layer.
+
+    Everything before the last layer is fixed, so the word scores of every
+    image and flip are computed once ([N, 2, M]) and the passes run on them.
+    ProtoPNet (class_specific) penalises only connections to other classes.
+    """
+    model.eval()
+    scores = word_scores(model, feats)  # [N, 2, M]
+    mask = None
+    if cfg.class_specific:
+        mask = 1.0 - model.word_classes.T  # [C, M]: 1 on connections to other classes
+    loss_value, acc = 0.0, 0.0
+    for _ in range(cfg.last_layer_epochs):
+        count, loss_sum, correct = 0, 0.0, 0
+        for batch in iterate_batches(
+            scores[:, :, :, None, None], labels, batch_size or cfg.batch_size,
+            shuffle=True, random_flip=True, generator=generator,
+        ):
+            logits = model.last_layer(batch.x.flatten(1))
+            loss = F.cross_entropy(logits, batch.y) + cfg.gamma_l1 * l1_last_layer(
+                model.last_layer.weight, mask
+            )
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            loss_sum += loss.item() * len(batch.y)
+            correct += (logits.argmax(1) == batch.y).sum().item()
+            count += len(batch.y)
+        loss_value, acc = loss_sum / count, correct / count
+    return {"loss": loss_value, "train_acc": acc}
+
+
+@torch.no_grad()
+def word_scores(model: PrototypeNet, feats: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Word scores of every image in both orientations: [N, 2, M]."""
+    model.eval()
+    out = []
+    for start in range(0, feats.shape[0], batch_size):
+        x = feats[start : start + batch_size].float()
+        b = x.shape[0]
+        out.append(model.scores(x.flatten(0, 1)).view(b, 2, -1))
+    return torch.cat(out)
+
+
+def _save(path, cfg, model, optimisers, generator, state: TrainState) -> None:
+    payload = {
+        "config": to_dict(cfg),
+        "model": model.state_dict(),
+        "optimisers": [opt.state_dict() for opt in optimisers],
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "state": state,
+    }
+    save_with(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _resume(path, cfg, model, optimisers, generator) -> TrainState:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload["config"] != to_dict(cfg):
+        raise StaleCacheError(f"checkpoint {path} was written by another config; delete it to retrain")
+    model.load_state_dict(payload["model"])
+    for opt, opt_state in zip(optimisers, payload["optimisers"], strict=True):
+        opt.load_state_dict(opt_state)
+    generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    return payload["state"]
+
+
+def load_record_rows(state: TrainState) -> PushRecord | None:
+    """The last push of a run as a :class:`PushRecord`, or None before any push."""
+    if not state.pushes:
+        return None
+    rows = state.pushes[-1]
+    return PushRecord(
+        image=torch.tensor([r["image"] for r in rows]),
+        flip=torch.tensor([r["flip"] for r in rows]),
+        row=torch.tensor([r["row"] for r in rows]),
+        col=torch.tensor([r["col"] for r in rows]),
+        distance=torch.tensor([r["distance"] for r in rows]),
+    )

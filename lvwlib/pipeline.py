@@ -254,7 +254,7 @@ def method_inputs(prep: Prepared, base: BaseArtefacts, method: str, seed: int) -
     if method == "protopshare":
         own["protopshare"] = to_dict(exp.protopshare)
     if method == "prototree":
-        own = {"prototree": to_dict(dataclasses.replace(exp.prototree, seed=seed))}
+        own = {"prototree": to_dict(dataclasses.replace(exp.prototree, seed=seed)), "tail_init": exp.run.lvw.tail_init}
     if method == "srae":
         own = {"srae": to_dict(dataclasses.replace(exp.srae, seed=seed))}
     return {**base.inputs, "method": method, "seed": seed, **own}
@@ -270,13 +270,17 @@ def lvw_config(exp: Experiment, method: str, seed: int):
     return cfg
 
 
+def initial_tail(prep: Prepared, base: BaseArtefacts, tail_init: str) -> torch.nn.Module:
+    """A copy of the tail every trained method starts from: ImageNet or the fine-tuned base."""
+    if tail_init not in ("imagenet", "base"):
+        raise ValueError(f"tail_init must be 'imagenet' or 'base', got {tail_init!r}")
+    return copy.deepcopy(base.model.tail if tail_init == "base" else prep.backbone.tail)
+
+
 def build_prototype_net(prep: Prepared, base: BaseArtefacts, cfg) -> PrototypeNet:
     """A fresh network; its tail starts from ImageNet weights or the fine-tuned base model."""
-    if cfg.tail_init not in ("imagenet", "base"):
-        raise ValueError(f"tail_init must be 'imagenet' or 'base', got {cfg.tail_init!r}")
-    tail = base.model.tail if cfg.tail_init == "base" else prep.backbone.tail
     return PrototypeNet(
-        copy.deepcopy(tail), prep.backbone.feature_channels, prep.num_classes,
+        initial_tail(prep, base, cfg.tail_init), prep.backbone.feature_channels, prep.num_classes,
         cfg.words_per_class, cfg.feature_dim, seed=cfg.seed,
     )
 
@@ -336,8 +340,9 @@ def _run(prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: 
             return model.explain(x, m)
     elif method == "prototree":
         cfg = dataclasses.replace(prep.exp.prototree, seed=seed)
+        # the same starting tail as the LVW-family rows, so rows differ only in the method
         tree = train_prototree(
-            prep.backbone.tail, prep.train_feats, prep.train_labels, prep.num_classes, cfg, progress=progress
+            initial_tail(prep, base, prep.exp.run.lvw.tail_init), prep.train_feats, prep.train_labels, prep.num_classes, cfg, progress=progress
         )
         extra["summary"] = tree.summary
         m = prep.exp.run.eval.top_m

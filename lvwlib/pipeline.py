@@ -309,57 +309,78 @@ def run_method(prep: Prepared, base: BaseArtefacts, method: str, seed: int, prog
     return cached(prep.cache_dir, "results", inputs, lambda: _run(prep, base, method, seed, progress))
 
 
+Fitted = tuple[ExplainFn, dict[str, Any]]
+
+
+def _fit_base(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
+    # The base model explained by its own Grad-CAM: IoU 1 by construction, computed anyway.
+    return (lambda x, index: (base.model(x), base.test_cams[index, 0][:, None])), {}
+
+
+def _words_explainer(prep: Prepared, model: PrototypeNet) -> ExplainFn:
+    m = prep.exp.run.eval.top_m
+    return lambda x, index: model.explain(x, m)
+
+
+def _fit_prototype_net(method: str) -> Callable[..., Fitted]:
+    def fit(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
+        model, state = trained_prototype_net(prep, base, method, seed, progress)
+        extra = {
+            "history": state.history,
+            "push": state.pushes[-1] if state.pushes else [],
+            "num_words": model.num_words,
+        }
+        return _words_explainer(prep, model), extra
+
+    return fit
+
+
+def _fit_protopshare(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
+    pnet, _ = trained_prototype_net(prep, base, "protopnet", seed, progress)
+    shared = protopshare(
+        pnet, prep.train_feats, prep.train_labels,
+        dataclasses.replace(prep.exp.protopshare, seed=seed),
+        lvw_config(prep.exp, "protopshare", seed), progress=progress,
+    )
+    model = shared["model"]
+    extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words}
+    return _words_explainer(prep, model), extra
+
+
+def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
+    # the same starting tail as the LVW-family rows, so rows differ only in the method
+    tree = train_prototree(
+        initial_tail(prep, base, prep.exp.run.lvw.tail_init), prep.train_feats, prep.train_labels,
+        prep.num_classes, dataclasses.replace(prep.exp.prototree, seed=seed), progress=progress,
+    )
+    m = prep.exp.run.eval.top_m
+    return (lambda x, index: tree.explain(x, m)), {"summary": tree.summary}
+
+
+def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
+    cfg = dataclasses.replace(prep.exp.srae, seed=seed)
+    srae = train_srae(base.model, prep.train_feats, prep.train_labels, cfg, progress=progress)
+    extra = {
+        "faithfulness": faithfulness_metrics(srae, base.model, prep.test_feats),
+        "orthogonality": orthogonality_metrics(srae, base.model, prep.test_feats, prep.test_labels),
+    }
+    return (lambda x, index: srae.explain(x)), extra
+
+
+FITTERS: dict[str, Callable[..., Fitted]] = {
+    "base": _fit_base,
+    "protopnet": _fit_prototype_net("protopnet"),
+    "prototree": _fit_prototree,
+    "protopshare": _fit_protopshare,
+    "lvw_noalign": _fit_prototype_net("lvw_noalign"),
+    "lvw": _fit_prototype_net("lvw"),
+    "srae": _fit_srae,
+}
+
+
 def _run(prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: bool) -> dict[str, Any]:
     seed_everything(seed)
-    extra: dict[str, Any] = {}
-    if method == "base":
-        def explain(x, index):
-            return base.model(x), base.test_cams[index, 0][:, None]
-    elif method in ("lvw", "lvw_noalign", "protopnet"):
-        model, state = trained_prototype_net(prep, base, method, seed, progress)
-        extra["history"] = state.history
-        extra["push"] = state.pushes[-1] if state.pushes else []
-        extra["num_words"] = model.num_words
-        m = prep.exp.run.eval.top_m
-
-        def explain(x, index):
-            return model.explain(x, m)
-    elif method == "protopshare":
-        pnet, _ = trained_prototype_net(prep, base, "protopnet", seed, progress)
-        cfg = dataclasses.replace(prep.exp.protopshare, seed=seed)
-        shared = protopshare(
-            pnet, prep.train_feats, prep.train_labels, cfg,
-            lvw_config(prep.exp, "protopshare", seed), progress=progress,
-        )
-        model = shared["model"]
-        extra["summary"] = {k: v for k, v in shared.items() if k != "model"}
-        extra["num_words"] = model.num_words
-        m = prep.exp.run.eval.top_m
-
-        def explain(x, index):
-            return model.explain(x, m)
-    elif method == "prototree":
-        cfg = dataclasses.replace(prep.exp.prototree, seed=seed)
-        # the same starting tail as the LVW-family rows, so rows differ only in the method
-        tree = train_prototree(
-            initial_tail(prep, base, prep.exp.run.lvw.tail_init), prep.train_feats, prep.train_labels, prep.num_classes, cfg, progress=progress
-        )
-        extra["summary"] = tree.summary
-        m = prep.exp.run.eval.top_m
-
-        def explain(x, index):
-            return tree.explain(x, m)
-    elif method == "srae":
-        cfg = dataclasses.replace(prep.exp.srae, seed=seed)
-        srae = train_srae(base.model, prep.train_feats, prep.train_labels, cfg, progress=progress)
-        test_feats = prep.test_feats
-        extra["faithfulness"] = faithfulness_metrics(srae, base.model, test_feats)
-        extra["orthogonality"] = orthogonality_metrics(srae, base.model, test_feats, prep.test_labels)
-
-        def explain(x, index):
-            return srae.explain(x)
-    else:  # pragma: no cover - guarded by run_method
-        raise ValueError(method)
+    explain, extra = FITTERS[method](prep, base, seed, progress)
     result = evaluate(explain, prep, base)
     result.update(method=method, seed=seed, **extra)
     return result

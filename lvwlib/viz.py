@@ -114,3 +114,15 @@ def plot_iou_vs_quantile(df: pd.DataFrame) -> plt.Figure:
     sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def example_indices(labels: Sequence[int], n: int) -> list[int]:
+    """Up to ``n`` dataset positions, the first image of classes spread evenly over all classes."""
+    first: dict[int, int] = {}
+    for i, label in enumerate(labels):
+        first.setdefault(int(label), i)
+    classes = sorted(first)
+    if len(classes) <= n:
+        return [first[c] for c in classes]
+    picks = np.linspace(0, len(classes) - 1, n).round().astype(int)
+    return [first[classes[p]] for p in picks]

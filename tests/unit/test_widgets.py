@@ -19,7 +19,7 @@ def test_explain_one_self_explanation_has_iou_one():
     cams = torch.rand(3, 4, 4)
     res = explain_one(_self_explainer(cams), torch.zeros(2, 4, 4), 1, cams[1], size=16, q=70)
     assert res["iou"] == 1.0 and res["pred"] == 1
-    assert res["a_k"].shape == (16, 16) 
+    assert res["a_k"].shape == (16, 16)
     assert abs(res["mask_cam"].float().mean().item() - 0.3) < 0.01  # the top 30% of pixels
 
 

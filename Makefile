@@ -40,7 +40,7 @@ data:
 	done
 
 lint: $(STAMP)
-	$(BIN)/ruff check lvwlib tests
+	$(BIN)/ruff check lvwlib tests benchmarks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
@@ -50,7 +50,7 @@ notebooks-test: $(STAMP)
 
 # The README's test command: environment, lint, unit + integration tests, notebooks under nbval.
 test: $(STAMP) data
-	$(BIN)/ruff check lvwlib tests
+	$(BIN)/ruff check lvwlib tests benchmarks
 	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
 	cd notebooks && ../$(BIN)/python -m pytest --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider -q .
 

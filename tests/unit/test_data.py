@@ -20,6 +20,7 @@ from PIL import Image
 
 from lvwlib import data as D
 from lvwlib.config import DataConfig
+from lvwlib.data import manifest
 from lvwlib.paths import cache_root, data_root, project_root
 
 torch.set_num_threads(1)
@@ -71,7 +72,7 @@ def write_manifest(root: Path) -> None:
 
 
 def test_paths_follow_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert (project_root() / "lvwlib" / "data.py").is_file()
+    assert (project_root() / "lvwlib" / "data" / "__init__.py").is_file()
     assert data_root() == tmp_path / "data_root"
     assert cache_root() == tmp_path / "cache_root"
     monkeypatch.delenv("LVW_DATA")
@@ -261,7 +262,7 @@ def test_manifest_verification_and_cached_verdict(
         raise AssertionError("hashed again despite a cached verdict")
 
     with monkeypatch.context() as m:
-        m.setattr(D, "_check_hashes", no_hashing)
+        m.setattr(manifest, "_check_hashes", no_hashing)
         D.load_dataset(cfg)
 
     # Same size, other content, touched: hashed again and caught.

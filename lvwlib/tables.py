@@ -91,7 +91,19 @@ def table1_markdown(summary: pd.DataFrame) -> str:
                 f"IoU (paper, {paper_name})": f"{p[1]:.4f}" if p else "–",
             })
         parts.append(f"### {dataset}\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n")
-    return "\n".join(parts)
+    return "\n".join(parts) + FOOTNOTES
+
+
+FOOTNOTES = """
+Notes: IoU coverage is Eq. 6 at q = 50 (high-attention regions), top m = 10 words,
+against the base model's Grad-CAM. Base + Grad-CAM's IoU is computed against its own
+maps (1 by construction). SRAE is a post-hoc explanation module of the base model: its
+accuracy column is the base model's (the predictions it explains); its fidelity is
+F_cls in `srae_table.md`, and its map is built from Grad-CAM of its x-features, i.e. a
+decomposition of the base model's own attention. ProtoTree's words are the prototypes
+on each image's greedy path. The paper's columns are its published Table 1 for the
+benchmark our dataset stands in for (ResNet-34 there, EfficientNet-Lite0 here).
+"""
 
 
 def write_table(df: pd.DataFrame, markdown: str, stem: str | Path) -> None:

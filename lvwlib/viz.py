@@ -14,12 +14,15 @@ import torch.nn.functional as F
 
 from lvwlib.records import save_with
 
+# Photo grids are large: 80 dpi keeps a 32-panel PNG near 1 MB (inline and on disk).
+FIGURE_DPI = 80
+
 
 def save_figure(fig: plt.Figure, stem: str | Path) -> None:
     """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf``, each atomically."""
     stem = Path(stem)
     for suffix in (".png", ".pdf"):
-        save_with(stem.with_suffix(suffix), lambda tmp, s=suffix: fig.savefig(tmp, format=s[1:], dpi=120, bbox_inches="tight"))
+        save_with(stem.with_suffix(suffix), lambda tmp, s=suffix: fig.savefig(tmp, format=s[1:], dpi=FIGURE_DPI, bbox_inches="tight"))
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:
@@ -37,7 +40,7 @@ def overlay_grid(
 ) -> plt.Figure:
     """Images [B, 3, S, S] in the first row, then one row per map set [B, S, S] overlaid as a heatmap."""
     b = images.shape[0]
-    fig, axes = plt.subplots(1 + len(maps), b, figsize=(1.8 * b, 1.8 * (1 + len(maps))), squeeze=False)
+    fig, axes = plt.subplots(1 + len(maps), b, figsize=(1.8 * b, 1.8 * (1 + len(maps))), squeeze=False, dpi=FIGURE_DPI)
     for i in range(b):
         img = to_numpy_image(images[i])
         axes[0, i].imshow(img)
@@ -69,7 +72,7 @@ def plot_word_sources(
     """Each word's source training image [3, S, S] with the box of its activation [S, S]."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 1.9 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 1.9 * nrows), squeeze=False, dpi=FIGURE_DPI)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, act, title in zip(axes.flat, images, activations, titles, strict=False):

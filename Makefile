@@ -56,6 +56,7 @@ test: $(STAMP) data
 
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.
 reproduce: $(STAMP) data
+	$(BIN)/python -m lvwlib.schema $(PARAMS)
 	@mkdir -p $(RESULTS)/notebooks
 	set -e; for d in $(DATASETS); do \
 	  $(PAPERMILL) notebooks/01_base_model.ipynb $(RESULTS)/notebooks/01_base_model_$$d.ipynb -p params_file $(PARAMS) -p dataset $$d -p results_dir $(RESULTS) -p progress False; \

@@ -10,73 +10,83 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field
+
+# Value constraints read by the schema check at load (lvwlib.schema, pydantic); plain
+# dataclass construction in code does not check them.
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Percentile = Annotated[float, Field(ge=0.0, le=100.0)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "imagenette"  # registry name (imagenette, stl10, ...) or a path to class folders
     root: str | None = None  # where the dataset lives; None: $LVW_DATA, then ./data
-    image_size: int = 224  # square side the images are resized to (paper: 224; STL10 native 96)
-    max_per_class: int | None = None  # cap on training images per class (quick runs); None: all
-    max_test_per_class: int | None = None  # cap on test images per class; None: all
+    image_size: Positive = 224  # square side the images are resized to (paper: 224; STL10 native 96)
+    max_per_class: Positive | None = None  # cap on training images per class (quick runs); None: all
+    max_test_per_class: Positive | None = None  # cap on test images per class; None: all
     holdout_classes: tuple[str, ...] = ()  # class folder names kept out of training (unseen analysis)
-    split_fraction: float = 0.2  # test fraction for a single-folder dataset of the user's own
+    split_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2  # test fraction for a single-folder dataset of the user's own
+    val_fraction: Fraction = 0.15  # share of each class's training images held out for validation (tuning only)
+    max_val_per_class: Positive | None = None  # cap on validation images per class; None: all
     download: bool = False  # torchvision sets: download when missing (needs internet)
     seed: int = 0  # seed of the per-class subsampling and of single-folder splits
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: str = "efficientnet_lite0"  # efficientnet_lite0 | resnet34 | tiny (tests)
+    name: Literal["efficientnet_lite0", "resnet34", "tiny"] = "efficientnet_lite0"  # efficientnet_lite0 | resnet34 | tiny (tests)
     weights: str = "imagenet"  # imagenet | none | path to a local state_dict file
     tail: str = "head"  # trainable tail: see lvwlib.backbones.TAIL_SPLITS for each backbone
 
 
 @dataclass(frozen=True)
 class BaseConfig:
-    epochs: int = 6  # fine-tuning epochs of tail + linear classifier
+    epochs: NonNegative = 6  # fine-tuning epochs of tail + linear classifier
     lr_tail: float = 1e-4  # Adam lr of the backbone tail
     lr_head: float = 1e-3  # Adam lr of the linear classifier
-    batch_size: int = 64  # images per step
-    cam_target: str = "predicted"  # Grad-CAM target class: predicted (pytorch-grad-cam default) | label
+    batch_size: Positive = 64  # images per step
+    cam_target: Literal["predicted", "label"] = "predicted"  # Grad-CAM target class: predicted (pytorch-grad-cam default) | label
     seed: int = 0  # seed of initialisation and data order
 
 
 @dataclass(frozen=True)
 class LVWConfig:
-    words_per_class: int = 5  # M = words_per_class * C visual words
-    feature_dim: int = 128  # D: channels of the add-on output and of each word
-    topk_align: int = 10  # k: words whose maps are max-pooled for the alignment loss
-    align_size: int = 224  # side the activation and Grad-CAM maps are compared at (paper: image size)
+    words_per_class: Positive = 5  # M = words_per_class * C visual words
+    feature_dim: Positive = 128  # D: channels of the add-on output and of each word
+    topk_align: Positive = 10  # k: words whose maps are max-pooled for the alignment loss
+    align_size: Positive = 224  # side the activation and Grad-CAM maps are compared at (paper: image size)
     alpha_cluster: float = 0.8  # cluster loss coefficient
     beta_align: float = 10.0  # attention alignment coefficient; 0 = LVW without alignment
     gamma_l1: float = 1e-4  # L1 on the last layer in the last-layer stage
     separation: float = 0.0  # ProtoPNet separation coefficient (-0.08 there); 0 for LVW
     class_specific: bool = False  # ProtoPNet: class-specific cluster/separation/push/L1 mask
-    warm_epochs: int = 2  # warm-up: add-on and words only
-    joint_epochs: int = 20  # joint epochs (after warm-up)
-    push_every: int = 10  # push (projection) every N joint epochs, and after the last one
-    last_layer_epochs: int = 20  # passes of the last-layer stage after each push
+    warm_epochs: NonNegative = 2  # warm-up: add-on and words only
+    joint_epochs: NonNegative = 20  # joint epochs (after warm-up)
+    push_every: NonNegative = 10  # push (projection) every N joint epochs, and after the last one
+    last_layer_epochs: NonNegative = 20  # passes of the last-layer stage after each push
     lr_tail: float = 1e-4  # joint lr of the backbone tail
     lr_words: float = 3e-3  # lr of add-on layers and words
     lr_last: float = 1e-3  # lr of the last layer in its own stage
-    lr_decay_every: int = 0  # step decay period in joint epochs (0: none)
+    lr_decay_every: NonNegative = 0  # step decay period in joint epochs (0: none)
     lr_decay: float = 0.1  # step decay factor
     lr_floor: float = 1e-6  # lower bound of any decayed lr (the reference code has none)
-    batch_size: int = 64  # images per step
-    tail_init: str = "imagenet"  # imagenet | base: start the tail from the fine-tuned base model
+    batch_size: Positive = 64  # images per step
+    tail_init: Literal["imagenet", "base"] = "imagenet"  # imagenet | base: start the tail from the fine-tuned base model
     seed: int = 0  # seed of initialisation and data order
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    quantile: float = 50.0  # q: percentile threshold of the high-attention masks
-    top_m: int = 10  # m: most activated words whose maps form A^k
-    quantiles: tuple[float, ...] = (50.0, 60.0, 70.0, 80.0, 90.0)  # sweep of Figure 3(b-f)
-    eval_size: int = 224  # side the maps are compared at (paper: image size)
+    quantile: Percentile = 50.0  # q: percentile threshold of the high-attention masks
+    top_m: Positive = 10  # m: most activated words whose maps form A^k
+    quantiles: tuple[Percentile, ...] = (50.0, 60.0, 70.0, 80.0, 90.0)  # sweep of Figure 3(b-f)
+    eval_size: Positive = 224  # side the maps are compared at (paper: image size)
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     cache_dir: str = "cache"  # where features, maps and models are cached
     device: str = "cpu"  # torch device
-    num_workers: int = 0  # DataLoader workers for image decoding
+    num_workers: NonNegative = 0  # DataLoader workers for image decoding
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -59,6 +60,25 @@ def cached(
         return compute()
     key = cache_key(inputs)
     folder = Path(cache_dir) / kind
+    # Concurrent cells (lvwlib.cells) may ask for the same key: the lock makes
+    # check-compute-write one step, so a waiting process loads what the first wrote.
+    with key_lock(folder / key):
+        return _cached_unlocked(folder, key, inputs, compute)
+
+
+def key_lock(stem: str | Path) -> FileLock:
+    """An inter-process lock for the artefact ``<stem>.*``: the file ``.<name>.lock`` beside it.
+
+    The lock file is left in place (empty): deleting it on release would let a
+    waiter lock the old inode while a newcomer locks a new file. An OS-level
+    lock is released when its process dies, so a crashed cell blocks nobody.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(stem.parent / f".{stem.name}.lock")
+
+
+def _cached_unlocked(folder: Path, key: str, inputs: dict[str, Any], compute: Callable[[], Any]) -> Any:
     value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     if value_path.exists() and meta_path.exists():
         stored = json.loads(meta_path.read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from lvwlib.cells import Cell, CellsConfig, cells_config, main, plan, run_cells
+from lvwlib.cells import Cell, CellsConfig, _SubmititEngine, cells_config, main, plan, run_cells
 from lvwlib.config import load_params
 from lvwlib.pipeline import METHODS, experiment_from_params, resolve, run_all
 
@@ -144,3 +145,17 @@ def test_cells_config_from_params_and_flags() -> None:
         CellsConfig(executor="pbs")
     with pytest.raises(ValueError, match="unknown CellsConfig field"):
         cells_config({"cells": {"worker": 2}})
+
+
+def test_slurm_options_reach_submitit(tmp_path, monkeypatch) -> None:
+    # submitit's Slurm executor only checks that srun exists; a stub lets us see its sbatch options
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cfg = CellsConfig(executor="slurm", folder=str(tmp_path / "jobs"), partition="cpu", threads=4,
+                      mem_gb=8, gpus_per_node=1, timeout_min=30, slurm_additional={"qos": "low"})
+    options = _SubmititEngine(cfg).executor._executor.parameters
+    assert options == {"job_name": "lvw-cell", "time": 30, "cpus_per_task": 4, "gpus_per_node": 1,
+                       "mem": "8GB", "partition": "cpu", "additional_parameters": {"qos": "low"}}

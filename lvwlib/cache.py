@@ -63,7 +63,7 @@ def cached(
     # Concurrent cells (lvwlib.cells) may ask for the same key: the lock makes
     # check-compute-write one step, so a waiting process loads what the first wrote.
     with key_lock(folder / key):
-        return _cached_unlocked(folder, key, inputs, compute)
+        return _cached_unlocked(cache_dir, kind, inputs, compute, key=key, folder=folder)
 
 
 def key_lock(stem: str | Path) -> FileLock:
@@ -78,7 +78,10 @@ def key_lock(stem: str | Path) -> FileLock:
     return FileLock(stem.parent / f".{stem.name}.lock")
 
 
-def _cached_unlocked(folder: Path, key: str, inputs: dict[str, Any], compute: Callable[[], Any]) -> Any:
+def _cached_unlocked(
+    cache_dir: str | Path, kind: str, inputs: dict[str, Any], compute: Callable[[], Any], *, key: str, folder: Path
+) -> Any:
+    """The body of :func:`cached` (check, compute, write), called with the key's lock held."""
     value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     if value_path.exists() and meta_path.exists():
         stored = json.loads(meta_path.read_text())

@@ -287,7 +287,11 @@ def run_cells(
                     finish(cell, None, f"skipped (needs {broken[0].name}, which failed)")
                 elif len(running) < workers and all(d in outcomes for d in deps[cell]):
                     pending.remove(cell)
-                    running[eng.submit(cell, params, cfg.threads)] = cell
+                    try:
+                        running[eng.submit(cell, params, cfg.threads)] = cell
+                    except Exception:  # e.g. a pool broken by a worker that died, sbatch refusing
+                        finish(cell, CellOutcome(0.0, error=traceback.format_exc()), "FAILED to submit")
+                        log("    " + traceback.format_exc().rstrip().replace("\n", "\n    "))
             if not running:
                 continue  # only skips happened this round; loop to resolve the rest
             for handle in eng.wait(list(running)):

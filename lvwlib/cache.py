@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -96,6 +97,28 @@ def cached(
         inputs = {**inputs, "code": code}
     key = cache_key(inputs)
     folder = Path(cache_dir) / kind
+    # Concurrent cells (lvwlib.cells) may ask for the same key: the lock makes
+    # check-compute-write one step, so a waiting process loads what the first wrote.
+    with key_lock(folder / key):
+        return _cached_unlocked(cache_dir, kind, inputs, compute, key=key, folder=folder)
+
+
+def key_lock(stem: str | Path) -> FileLock:
+    """An inter-process lock for the artefact ``<stem>.*``: the file ``.<name>.lock`` beside it.
+
+    The lock file is left in place (empty): deleting it on release would let a
+    waiter lock the old inode while a newcomer locks a new file. An OS-level
+    lock is released when its process dies, so a crashed cell blocks nobody.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(stem.parent / f".{stem.name}.lock")
+
+
+def _cached_unlocked(
+    cache_dir: str | Path, kind: str, inputs: dict[str, Any], compute: Callable[[], Any], *, key: str, folder: Path
+) -> Any:
+    """The body of :func:`cached` (check, compute, write), called with the key's lock held."""
     value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     if value_path.exists() and meta_path.exists():
         stored = read_entry_meta(meta_path)

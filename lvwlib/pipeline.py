@@ -48,6 +48,9 @@ METHOD_LABELS = {
     "lvw": "LVW",
     "srae": "SRAE",
 }
+# Version of the metrics in a result dict: results cached before a metric was added are recomputed
+# (2: iou_reference_q<q> at every swept quantile). Trained checkpoints are keyed without it.
+METRICS_VERSION = 2
 # ProtoPNet = the prototype network with class-specific words (method.md section 5);
 # these are its defaults, which the params' protopnet section may override.
 PROTOPNET_DEFAULTS = {"words_per_class": 10, "class_specific": True, "separation": -0.08, "beta_align": 0.0}
@@ -218,14 +221,16 @@ def evaluate(
     Returns:
         accuracy, iou (at eval.quantile), iou_q<q> for each swept quantile,
         iou_reference (the reference code's low-region variant at eval.quantile),
+        iou_reference_q<q> (that variant at each swept quantile),
         and per-image IoU at eval.quantile.
     """
     ev = prep.exp.run.eval
     quantiles = sorted({*ev.quantiles, ev.quantile})
     metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
-    reference = IoUCoverage(q=ev.quantile, size=ev.eval_size, variant="reference")
+    # the reference code's low-region variant at every q (second row of Figure 3(b-f))
+    references = {q: IoUCoverage(q=q, size=ev.eval_size, variant="reference") for q in quantiles}
     logits_all, ious = [], {q: [] for q in quantiles}
-    ref_ious = []
+    ref_ious: dict[float, list[torch.Tensor]] = {q: [] for q in quantiles}
     for start in range(0, prep.test_feats.shape[0], batch_size):
         index = torch.arange(start, min(start + batch_size, prep.test_feats.shape[0]))
         logits, maps = explain(prep.test_feats[index, 0].float(), index)
@@ -233,16 +238,17 @@ def evaluate(
         logits_all.append(logits.detach())
         for q in quantiles:
             ious[q].append(metrics[q](cams, maps.detach()))
-        ref_ious.append(reference(cams, maps.detach()))
+            ref_ious[q].append(references[q](cams, maps.detach()))
     logits = torch.cat(logits_all)
     result: dict[str, Any] = {
         "accuracy": accuracy(logits, prep.test_labels),
         "iou": torch.cat(ious[ev.quantile]).mean().item(),
-        "iou_reference": torch.cat(ref_ious).mean().item(),
+        "iou_reference": torch.cat(ref_ious[ev.quantile]).mean().item(),
         "per_image_iou": torch.cat(ious[ev.quantile]).tolist(),
     }
     for q in quantiles:
         result[f"iou_q{int(q)}"] = torch.cat(ious[q]).mean().item()
+        result[f"iou_reference_q{int(q)}"] = torch.cat(ref_ious[q]).mean().item()
     return result
 
 
@@ -305,7 +311,7 @@ def run_method(prep: Prepared, base: BaseArtefacts, method: str, seed: int, prog
     """Train (or load) ``method`` for ``seed`` and evaluate it; the result dict is cached."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    inputs = method_inputs(prep, base, method, seed)
+    inputs = {**method_inputs(prep, base, method, seed), "metrics": METRICS_VERSION}
     return cached(prep.cache_dir, "results", inputs, lambda: _run(prep, base, method, seed, progress))
 
 

@@ -289,3 +289,38 @@ def random_map_rows(exp: Any, progress: bool = False) -> pd.DataFrame:
                 rows.append({"dataset": exp.run.data.name, "method": "Random map", "seed": seed, "q": q,
                              "variant": variant, "iou": iou})
     return pd.DataFrame(rows)
+
+
+def trained_word_matches(
+    model: Any, query_trunk: torch.Tensor, words: list[int], train_images: Any, train_feats: torch.Tensor,
+    train_labels: torch.Tensor, source_name: Any,
+) -> list[Any]:
+    """:func:`word_matches` for any :class:`lvwlib.artefacts.TrainedModel` with words and push sources.
+
+    Returns :class:`lvwlib.figures.WordMatch` per word; the title names the source image's class.
+    """
+    from lvwlib.figures import WordMatch
+    from lvwlib.viz import upsample
+
+    if model.words is None:
+        raise ValueError(f"{model.method} has no words to show")
+    query_maps = model.word_maps(query_trunk[None])[0]  # [M, h, w]
+    out = []
+    for w in words:
+        src = model.words.push[w]
+        image = train_images[src.image][0]
+        if src.flip:
+            image = torch.flip(image, dims=[2])
+        size = image.shape[-1]
+        smap = model.word_maps(train_feats[src.image, src.flip][None])[0, w]
+        label = int(train_labels[src.image])
+        out.append(WordMatch(upsample(query_maps[w], size), image, upsample(smap, size),
+                             f"word {w} ({source_name(label)})"))
+    return out
+
+
+def figure2_image(correct: torch.Tensor) -> int:
+    """The Figure 2 test image: the first one every method classifies correctly, else the first with
+    the most methods correct. correct: [methods, N] bool."""
+    votes = correct.sum(dim=0)
+    return int(torch.nonzero(votes == votes.max()).flatten()[0])

@@ -126,12 +126,17 @@ class WordMatch:
 
 
 def plot_word_matches(
-    queries: Sequence[torch.Tensor], matches: Sequence[Sequence[WordMatch]], row_titles: Sequence[str]
+    queries: Sequence[torch.Tensor], matches: Sequence[Sequence[WordMatch]], row_titles: Sequence[str],
+    fig: plt.Figure | None = None,
 ) -> plt.Figure:
-    """One row per (query, words): for each word the query with its box and the source patch with its box."""
-    ncols = 2 * max(len(m) for m in matches)
-    fig, axes = plt.subplots(len(queries), ncols, figsize=(1.55 * ncols, 1.8 * len(queries)), squeeze=False,
-                             dpi=FIGURE_DPI)
+    """One row per (query, words): for each word the query with its box and the source patch with its box.
+
+    ``fig``: draw into this figure or subfigure instead of a new one.
+    """
+    ncols = 2 * max(max(len(m) for m in matches), 1)
+    if fig is None:
+        fig = plt.figure(figsize=(1.55 * ncols, 1.8 * len(queries)), dpi=FIGURE_DPI, layout="constrained")
+    axes = fig.subplots(len(queries), ncols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for r, (query, words, row_title) in enumerate(zip(queries, matches, row_titles, strict=True)):
@@ -146,19 +151,21 @@ def plot_word_matches(
         axes[r, 0].axis("on")
         _clean(axes[r, 0])
         axes[r, 0].set_ylabel(row_title, fontsize=8)
-    fig.tight_layout()
     return fig
 
 
-def plot_maps_row(image: torch.Tensor, maps: Sequence[torch.Tensor], titles: Sequence[str]) -> plt.Figure:
+def plot_maps_row(
+    image: torch.Tensor, maps: Sequence[torch.Tensor], titles: Sequence[str], fig: plt.Figure | None = None
+) -> plt.Figure:
     """Figure 2(b): the image under each attention map [S, S] (base Grad-CAM, each method's A^m)."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(1.9 * len(maps), 2.2), squeeze=False, dpi=FIGURE_DPI)
+    if fig is None:
+        fig = plt.figure(figsize=(1.9 * len(maps), 2.2), dpi=FIGURE_DPI, layout="constrained")
+    axes = fig.subplots(1, len(maps), squeeze=False)
     for ax, map_, title in zip(axes[0], maps, titles, strict=True):
         ax.imshow(to_numpy_image(image))
         ax.imshow(map_.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(title, fontsize=7)
         _clean(ax)
-    fig.tight_layout()
     return fig
 
 
@@ -185,4 +192,23 @@ def plot_seen_unseen(df: pd.DataFrame) -> plt.Figure:
     ax.set_ylim(0, 1)
     ax.legend(title="test images", fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def plot_figure2(
+    image: torch.Tensor, methods: Sequence[str], matches: Sequence[Sequence[WordMatch]],
+    maps: Sequence[torch.Tensor], map_titles: Sequence[str], title: str,
+) -> plt.Figure:
+    """Figure 2: (a) each method's top words on the test image beside their source patches,
+    (b) the base Grad-CAM and each method's combined map with its IoU."""
+    ncols = 2 * max(max(len(m) for m in matches), 1)
+    width = max(1.55 * ncols, 1.9 * len(maps))
+    fig = plt.figure(figsize=(width, 1.8 * len(methods) + 2.4), dpi=FIGURE_DPI, layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.8 * len(methods), 2.4])
+    plot_word_matches([image] * len(methods), matches, methods, fig=top)
+    top.suptitle("(a) top words on the test image (yellow) and the training patch each was pushed onto (cyan)",
+                 fontsize=8)
+    plot_maps_row(image, maps, map_titles, fig=bottom)
+    bottom.suptitle("(b) base model Grad-CAM and each method's combined map of its top-m words", fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lvwlib import artefacts
 from lvwlib.attention import gradcam_maps, train_base_model
 from lvwlib.backbones import SplitBackbone, build_backbone
 from lvwlib.base_model import BaseModel
@@ -149,13 +150,28 @@ def resolve(path: str | Path) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+def feature_inputs(exp: Experiment, bundle: DatasetBundle | None = None) -> dict[str, Any]:
+    """Cache inputs of the trunk features (lists the data when ``bundle`` is None)."""
+    run = exp.run
+    bundle = bundle if bundle is not None else load_dataset(run.data)
+    return {"data": to_dict(run.data), "fingerprint": bundle.fingerprint(), "backbone": to_dict(run.backbone)}
+
+
+def base_inputs(exp: Experiment, features: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Cache inputs of the base model of ``seed`` and of its Grad-CAM maps."""
+    base_cfg = dataclasses.replace(exp.run.base, seed=seed)
+    # cam_target only changes the maps, not the model: keep it out of the model's key.
+    model_inputs = {**features, "base": {k: v for k, v in to_dict(base_cfg).items() if k != "cam_target"}}
+    return model_inputs, {**model_inputs, "cam_target": base_cfg.cam_target}
+
+
 def prepare(exp: Experiment, progress: bool = True) -> Prepared:
     """Load the dataset and backbone; compute or load the cached trunk features."""
     torch.set_grad_enabled(True)
     run = exp.run
     bundle = load_dataset(run.data)
     backbone = build_backbone(run.backbone)
-    inputs = {"data": to_dict(run.data), "fingerprint": bundle.fingerprint(), "backbone": to_dict(run.backbone)}
+    inputs = feature_inputs(exp, bundle)
     cache_dir = resolve(run.cache_dir)
 
     def features(split: str) -> Callable[[], torch.Tensor]:
@@ -176,8 +192,7 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
 def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtefacts:
     """Train (or load) the base model of ``seed`` and its Grad-CAM maps."""
     base_cfg = dataclasses.replace(prep.exp.run.base, seed=seed)
-    # cam_target only changes the maps, not the model: keep it out of the model's key.
-    model_inputs = {**prep.feature_inputs, "base": {k: v for k, v in to_dict(base_cfg).items() if k != "cam_target"}}
+    model_inputs, cam_inputs = base_inputs(prep.exp, prep.feature_inputs, seed)
 
     def train() -> dict[str, Any]:
         model, history = train_base_model(
@@ -190,7 +205,6 @@ def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtef
     model = BaseModel(copy.deepcopy(prep.backbone.tail), prep.backbone.feature_channels, prep.num_classes)
     model.load_state_dict(stored["state_dict"])
     model.eval()
-    cam_inputs = {**model_inputs, "cam_target": base_cfg.cam_target}
 
     def cams() -> dict[str, torch.Tensor]:
         return {
@@ -311,8 +325,15 @@ def run_method(prep: Prepared, base: BaseArtefacts, method: str, seed: int, prog
     """Train (or load) ``method`` for ``seed`` and evaluate it; the result dict is cached."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    inputs = {**method_inputs(prep, base, method, seed), "metrics": METRICS_VERSION}
-    return cached(prep.cache_dir, "results", inputs, lambda: _run(prep, base, method, seed, progress))
+    inputs = method_inputs(prep, base, method, seed)
+    result = cached(prep.cache_dir, "results", {**inputs, "metrics": METRICS_VERSION},
+                    lambda: _run(prep, base, method, seed, progress))
+    if not artefacts.has_model(prep.cache_dir, inputs):
+        # results cached before models were stored: fit again (LVW-family checkpoints load) to store it
+        seed_everything(seed)
+        _, extra = FITTERS[method](prep, base, seed, progress)
+        artefacts.store_model(prep, base, method, seed, extra["_model"], extra.get("_push"))
+    return result
 
 
 Fitted = tuple[ExplainFn, dict[str, Any]]
@@ -320,7 +341,7 @@ Fitted = tuple[ExplainFn, dict[str, Any]]
 
 def _fit_base(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
     # The base model explained by its own Grad-CAM: IoU 1 by construction, computed anyway.
-    return (lambda x, index: (base.model(x), base.test_cams[index, 0][:, None])), {}
+    return (lambda x, index: (base.model(x), base.test_cams[index, 0][:, None])), {"_model": base.model}
 
 
 def _words_explainer(prep: Prepared, model: PrototypeNet) -> ExplainFn:
@@ -335,6 +356,8 @@ def _fit_prototype_net(method: str) -> Callable[..., Fitted]:
             "history": state.history,
             "push": state.pushes[-1] if state.pushes else [],
             "num_words": model.num_words,
+            "_model": model,
+            "_push": state.pushes[-1] if state.pushes else None,
         }
         return _words_explainer(prep, model), extra
 
@@ -349,7 +372,8 @@ def _fit_protopshare(prep: Prepared, base: BaseArtefacts, seed: int, progress: b
         lvw_config(prep.exp, "protopshare", seed), progress=progress,
     )
     model = shared["model"]
-    extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words}
+    extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words,
+             "_model": model, "_push": shared["push"]}
     return _words_explainer(prep, model), extra
 
 
@@ -360,7 +384,7 @@ def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: boo
         prep.num_classes, dataclasses.replace(prep.exp.prototree, seed=seed), progress=progress,
     )
     m = prep.exp.run.eval.top_m
-    return (lambda x, index: tree.explain(x, m)), {"summary": tree.summary}
+    return (lambda x, index: tree.explain(x, m)), {"summary": tree.summary, "_model": tree}
 
 
 def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
@@ -369,6 +393,7 @@ def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) ->
     extra = {
         "faithfulness": faithfulness_metrics(srae, base.model, prep.test_feats),
         "orthogonality": orthogonality_metrics(srae, base.model, prep.test_feats, prep.test_labels),
+        "_model": srae,
     }
     return (lambda x, index: srae.explain(x)), extra
 
@@ -387,6 +412,8 @@ FITTERS: dict[str, Callable[..., Fitted]] = {
 def _run(prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: bool) -> dict[str, Any]:
     seed_everything(seed)
     explain, extra = FITTERS[method](prep, base, seed, progress)
+    # the trained model becomes a weights-only artefact (lvwlib.artefacts), not part of the result dict
+    artefacts.store_model(prep, base, method, seed, extra.pop("_model"), extra.pop("_push", None))
     result = evaluate(explain, prep, base)
     result.update(method=method, seed=seed, **extra)
     return result

@@ -111,3 +111,22 @@ def test_claim_unseen_known_answer():
 def test_claims_table_without_results_is_not_measured():
     table = claims_table()
     assert len(table) == 7 and set(table["verdict"]) == {"not measured"}
+
+
+def test_figure2_image_rule():
+    from lvwlib.analyses import figure2_image
+
+    correct = torch.tensor([[False, True, True, True], [True, False, True, True]])
+    assert figure2_image(correct) == 2  # the first image every method gets right
+    assert figure2_image(torch.tensor([[True, False], [False, False]])) == 0  # else the most methods right
+
+
+def test_figure_rows_lists_only_existing(tmp_path):
+    from lvwlib.report import figure_rows
+
+    (tmp_path / "imagenette").mkdir()
+    (tmp_path / "imagenette" / "figure2.png").write_bytes(b"")
+    (tmp_path / "iou_vs_quantile.png").write_bytes(b"")
+    rows = figure_rows(tmp_path, ["imagenette", "imagewoof"])
+    assert [r["paper"] for r in rows] == ["Figure 2", "Figure 3(b-f)"]
+    assert rows[0]["figure"].startswith("[imagenette/figure2.png]")

@@ -256,7 +256,7 @@ def word_matches(
         :class:`lvwlib.figures.WordMatch` per word (query and source activations upsampled to S).
     """
     from lvwlib.figures import WordMatch
-    from lvwlib.viz import upsample
+    from lvwlib.patches import upsample_map as upsample  # bicubic, as ProtoPNet
 
     query_maps = word_activation(model, query_trunk, words)
     out = []
@@ -300,7 +300,7 @@ def trained_word_matches(
     Returns :class:`lvwlib.figures.WordMatch` per word; the title names the source image's class.
     """
     from lvwlib.figures import WordMatch
-    from lvwlib.viz import upsample
+    from lvwlib.patches import upsample_map as upsample  # bicubic, as ProtoPNet
 
     if model.words is None:
         raise ValueError(f"{model.method} has no words to show")

@@ -15,16 +15,18 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lvwlib.viz import FIGURE_DPI, high_activation_box, to_numpy_image
+from lvwlib.patches import high_activation_box
+from lvwlib.viz import FIGURE_DPI, to_numpy_image
 
 PLOT_DPI = 150  # line plots, heatmaps and bars
 BOX_COLOUR = "yellow"
 
 
 def _box(ax: plt.Axes, activation: torch.Tensor, colour: str = BOX_COLOUR) -> None:
-    """Draw the 95th-percentile box of an upsampled activation [S, S] on ``ax``."""
-    r0, r1, c0, c1 = high_activation_box(activation)
-    ax.add_patch(plt.Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False, color=colour, lw=1.5))
+    """Draw ProtoPNet's box (95th percentile, :func:`lvwlib.patches.high_activation_box`) of an
+    activation [S, S] already upsampled to the image."""
+    top, bottom, left, right = high_activation_box(activation)  # half-open
+    ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color=colour, lw=1.5))
 
 
 def _clean(ax: plt.Axes) -> None:

@@ -17,12 +17,13 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 THREADS ?= 1
 EXECUTOR ?= local
 
-.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params clean-cache
+.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params analyses report clean-cache
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
 	@echo "make reproduce  - every notebook on $(DATASETS) with $(PARAMS); writes $(RESULTS)/"
 	@echo "make cells      - only the Table 1 cells, $(WORKERS) processes x $(THREADS) threads on $(EXECUTOR) (fills cache/)"
+	@echo "make analyses   - Figures 2-5, word gallery and $(RESULTS)/README.md (after Table 1)"
 	@echo "make data       - link $(SHARED)/<name> into data/"
 	@echo "make lint       - ruff"
 
@@ -69,6 +70,27 @@ reproduce: $(STAMP) data check-params cells
 	  $(PAPERMILL) notebooks/02_lvw.ipynb $(RESULTS)/notebooks/02_lvw_$$d.ipynb -p params_file $(PARAMS) -p dataset $$d -p results_dir $(RESULTS) -p progress False; \
 	done
 	$(MAKE) table1
+	$(MAKE) analyses
+
+# Figures 2-5, the word gallery and the report (issue 7); after Table 1, whose cached models they reuse.
+# Fig 3(a) on imagewoof (Stanford Dogs stand-in); Fig 4 on imagenette (STL10 stand-in); Fig 5 holds out
+# English foxhound and Australian terrier (close relatives of the seen beagle and Border terrier).
+K_DATASET ?= imagewoof
+K_VALUES ?= 1, 3, 5, 10, 20, 50
+WORDS_DATASET ?= imagenette
+UNSEEN_DATASET ?= imagewoof
+UNSEEN_CLASSES ?= n02089973, n02096294
+analyses: $(STAMP) data
+	@mkdir -p $(RESULTS)/notebooks
+	$(PAPERMILL) notebooks/06_figure2.ipynb $(RESULTS)/notebooks/06_figure2.ipynb -p params_file $(PARAMS) -y "datasets: [$$(echo $(DATASETS) | sed 's/ /, /g')]" -p results_dir $(RESULTS) -p progress False
+	$(PAPERMILL) notebooks/07_k_sweep.ipynb $(RESULTS)/notebooks/07_k_sweep.ipynb -p params_file $(PARAMS) -p dataset $(K_DATASET) -y "ks: [$(K_VALUES)]" -p results_dir $(RESULTS) -p progress False
+	$(PAPERMILL) notebooks/08_visual_words.ipynb $(RESULTS)/notebooks/08_visual_words.ipynb -p params_file $(PARAMS) -p dataset $(WORDS_DATASET) -p results_dir $(RESULTS) -p progress False
+	$(PAPERMILL) notebooks/09_unseen.ipynb $(RESULTS)/notebooks/09_unseen.ipynb -p params_file $(PARAMS) -p dataset $(UNSEEN_DATASET) -y "holdout_classes: [$(UNSEEN_CLASSES)]" -p results_dir $(RESULTS) -p progress False
+	$(MAKE) report
+
+report: $(STAMP)
+	@mkdir -p $(RESULTS)/notebooks
+	$(PAPERMILL) notebooks/10_report.ipynb $(RESULTS)/notebooks/10_report.ipynb -p results_dir $(RESULTS)
 
 table1: $(STAMP)
 	@mkdir -p $(RESULTS)/notebooks

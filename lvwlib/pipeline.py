@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lvwlib import artefacts
 from lvwlib.attention import gradcam_maps, train_base_model
 from lvwlib.backbones import SplitBackbone, build_backbone
 from lvwlib.base_model import BaseModel
@@ -50,6 +51,9 @@ METHOD_LABELS = {
     "lvw": "LVW",
     "srae": "SRAE",
 }
+# Version of the metrics in a result dict: results cached before a metric was added are recomputed
+# (2: iou_reference_q<q> at every swept quantile). Trained checkpoints are keyed without it.
+METRICS_VERSION = 2
 # ProtoPNet = the prototype network with class-specific words (method.md section 5);
 # these are its defaults, which the params' protopnet section may override.
 PROTOPNET_DEFAULTS = {"words_per_class": 10, "class_specific": True, "separation": -0.08, "beta_align": 0.0}
@@ -190,13 +194,28 @@ def resolve(path: str | Path) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
+def feature_inputs(exp: Experiment, bundle: DatasetBundle | None = None) -> dict[str, Any]:
+    """Cache inputs of the trunk features (lists the data when ``bundle`` is None)."""
+    run = exp.run
+    bundle = bundle if bundle is not None else load_dataset(run.data)
+    return {"data": to_dict(run.data), "fingerprint": bundle.fingerprint(), "backbone": to_dict(run.backbone)}
+
+
+def base_inputs(exp: Experiment, features: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Cache inputs of the base model of ``seed`` and of its Grad-CAM maps."""
+    base_cfg = dataclasses.replace(exp.run.base, seed=seed)
+    # cam_target only changes the maps, not the model: keep it out of the model's key.
+    model_inputs = {**features, "base": {k: v for k, v in to_dict(base_cfg).items() if k != "cam_target"}}
+    return model_inputs, {**model_inputs, "cam_target": base_cfg.cam_target}
+
+
 def prepare(exp: Experiment, progress: bool = True) -> Prepared:
     """Load the dataset and backbone; compute or load the cached trunk features."""
     torch.set_grad_enabled(True)
     run = exp.run
     bundle = load_dataset(run.data)
     backbone = build_backbone(run.backbone)
-    inputs = {"data": to_dict(run.data), "fingerprint": bundle.fingerprint(), "backbone": to_dict(run.backbone)}
+    inputs = feature_inputs(exp, bundle)
     cache_dir = resolve(run.cache_dir)
     code = code_fingerprint(*FEATURE_CODE)
 
@@ -222,8 +241,7 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
 def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtefacts:
     """Train (or load) the base model of ``seed`` and its Grad-CAM maps."""
     base_cfg = dataclasses.replace(prep.exp.run.base, seed=seed)
-    # cam_target only changes the maps, not the model: keep it out of the model's key.
-    model_inputs = {**prep.feature_inputs, "base": {k: v for k, v in to_dict(base_cfg).items() if k != "cam_target"}}
+    model_inputs, cam_inputs = base_inputs(prep.exp, prep.feature_inputs, seed)
 
     def train() -> dict[str, Any]:
         model, history = train_base_model(
@@ -236,7 +254,6 @@ def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtef
     model = BaseModel(copy.deepcopy(prep.backbone.tail), prep.backbone.feature_channels, prep.num_classes)
     model.load_state_dict(stored["state_dict"])
     model.eval()
-    cam_inputs = {**model_inputs, "cam_target": base_cfg.cam_target}
 
     splits = ("train", "val", "test") if prep.val_feats is not None else ("train", "test")
 
@@ -271,6 +288,7 @@ def evaluate(
     Returns:
         accuracy, iou (at eval.quantile), iou_q<q> for each swept quantile,
         iou_reference (the reference code's low-region variant at eval.quantile),
+        iou_reference_q<q> (that variant at each swept quantile),
         and per-image IoU at eval.quantile.
     """
     ev = prep.exp.run.eval
@@ -278,9 +296,10 @@ def evaluate(
     cams_all = base.cams(split)
     quantiles = sorted({*ev.quantiles, ev.quantile})
     metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
-    reference = IoUCoverage(q=ev.quantile, size=ev.eval_size, variant="reference")
+    # the reference code's low-region variant at every q (second row of Figure 3(b-f))
+    references = {q: IoUCoverage(q=q, size=ev.eval_size, variant="reference") for q in quantiles}
     logits_all, ious = [], {q: [] for q in quantiles}
-    ref_ious = []
+    ref_ious: dict[float, list[torch.Tensor]] = {q: [] for q in quantiles}
     for start in range(0, feats_all.shape[0], batch_size):
         index = torch.arange(start, min(start + batch_size, feats_all.shape[0]))
         logits, maps = explain(feats_all[index, 0].float(), index, split)
@@ -288,16 +307,17 @@ def evaluate(
         logits_all.append(logits.detach())
         for q in quantiles:
             ious[q].append(metrics[q](cams, maps.detach()))
-        ref_ious.append(reference(cams, maps.detach()))
+            ref_ious[q].append(references[q](cams, maps.detach()))
     logits = torch.cat(logits_all)
     result: dict[str, Any] = {
         "accuracy": accuracy(logits, labels),
         "iou": torch.cat(ious[ev.quantile]).mean().item(),
-        "iou_reference": torch.cat(ref_ious).mean().item(),
+        "iou_reference": torch.cat(ref_ious[ev.quantile]).mean().item(),
         "per_image_iou": torch.cat(ious[ev.quantile]).tolist(),
     }
     for q in quantiles:
         result[f"iou_q{int(q)}"] = torch.cat(ious[q]).mean().item()
+        result[f"iou_reference_q{int(q)}"] = torch.cat(ref_ious[q]).mean().item()
     return result
 
 
@@ -362,10 +382,16 @@ def run_method(prep: Prepared, base: BaseArtefacts, method: str, seed: int, prog
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     inputs = method_inputs(prep, base, method, seed)
-    return cached(
-        prep.cache_dir, "results", inputs, lambda: _run(prep, base, method, seed, progress),
-        code=code_fingerprint(*RESULT_CODE),
+    result = cached(
+        prep.cache_dir, "results", {**inputs, "metrics": METRICS_VERSION},
+        lambda: _run(prep, base, method, seed, progress), code=code_fingerprint(*RESULT_CODE),
     )
+    if not artefacts.has_model(prep.cache_dir, inputs):
+        # results cached before models were stored: fit again (LVW-family checkpoints load) to store it
+        seed_everything(seed)
+        _, extra = FITTERS[method](prep, base, seed, progress)
+        artefacts.store_model(prep, base, method, seed, extra["_model"], extra.get("_push"))
+    return result
 
 
 Fitted = tuple[ExplainFn, dict[str, Any]]
@@ -373,7 +399,10 @@ Fitted = tuple[ExplainFn, dict[str, Any]]
 
 def _fit_base(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
     # The base model explained by its own Grad-CAM: IoU 1 by construction, computed anyway.
-    return (lambda x, index, split="test": (base.model(x), base.cams(split)[index, 0][:, None])), {}
+    def explain(x: torch.Tensor, index: torch.Tensor, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+        return base.model(x), base.cams(split)[index, 0][:, None]
+
+    return explain, {"_model": base.model}
 
 
 def _words_explainer(prep: Prepared, model: PrototypeNet) -> ExplainFn:
@@ -388,6 +417,8 @@ def _fit_prototype_net(method: str) -> Callable[..., Fitted]:
             "history": state.history,
             "push": state.pushes[-1] if state.pushes else [],
             "num_words": model.num_words,
+            "_model": model,
+            "_push": state.pushes[-1] if state.pushes else None,
         }
         return _words_explainer(prep, model), extra
 
@@ -402,7 +433,8 @@ def _fit_protopshare(prep: Prepared, base: BaseArtefacts, seed: int, progress: b
         lvw_config(prep.exp, "protopshare", seed), progress=progress,
     )
     model = shared["model"]
-    extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words}
+    extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words,
+             "_model": model, "_push": shared["push"]}
     return _words_explainer(prep, model), extra
 
 
@@ -413,7 +445,7 @@ def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: boo
         prep.num_classes, dataclasses.replace(prep.exp.prototree, seed=seed), progress=progress,
     )
     m = prep.exp.run.eval.top_m
-    return (lambda x, index, split="test": tree.explain(x, m)), {"summary": tree.summary}
+    return (lambda x, index, split="test": tree.explain(x, m)), {"summary": tree.summary, "_model": tree}
 
 
 def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
@@ -422,6 +454,7 @@ def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) ->
     extra = {
         "faithfulness": faithfulness_metrics(srae, base.model, prep.test_feats),
         "orthogonality": orthogonality_metrics(srae, base.model, prep.test_feats, prep.test_labels),
+        "_model": srae,
     }
     return (lambda x, index, split="test": srae.explain(x)), extra
 
@@ -440,6 +473,8 @@ FITTERS: dict[str, Callable[..., Fitted]] = {
 def _run(prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: bool) -> dict[str, Any]:
     seed_everything(seed)
     explain, extra = FITTERS[method](prep, base, seed, progress)
+    # the trained model becomes a weights-only artefact (lvwlib.artefacts), not part of the result dict
+    artefacts.store_model(prep, base, method, seed, extra.pop("_model"), extra.pop("_push", None))
     result = evaluate(explain, prep, base)
     if prep.val_feats is not None:
         # Validation numbers, for every choice of defaults; test stays for reporting.

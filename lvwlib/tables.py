@@ -44,7 +44,8 @@ STAND_IN = {
     "stl10": "STL10", "stanford_dogs": "Stanford-Dogs", "flowers102": "Oxford Flower",
     "pets": "Oxford-IIIT Pets", "food101": "Food-101", "awa2": "AWA2",
 }
-ROW_ORDER = ["Base + Grad-CAM", "ProtoPNet", "ProtoTree", "ProtoPShare", "LVW w/o alignment", "LVW", "SRAE"]
+# "Random map": uniform noise against the same Grad-CAM, the metric's chance level (no accuracy).
+ROW_ORDER = ["Base + Grad-CAM", "ProtoPNet", "ProtoTree", "ProtoPShare", "LVW w/o alignment", "LVW", "SRAE", "Random map"]
 
 
 def long_rows(dataset: str, results: list[dict[str, Any]], labels: dict[str, str]) -> pd.DataFrame:
@@ -72,6 +73,8 @@ def summarise(long: pd.DataFrame, columns: tuple[str, ...] = ("accuracy", "iou")
 
 
 def _pm(mean: float, std: float, scale: float, digits: int) -> str:
+    if pd.isna(mean):
+        return "–"
     std = 0.0 if pd.isna(std) else std
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
@@ -91,7 +94,7 @@ def table1_markdown(summary: pd.DataFrame) -> str:
                 "method": method,
                 "accuracy % (ours)": _pm(r["accuracy_mean"], r["accuracy_std"], 100, 2),
                 "IoU q=50 (ours)": _pm(r["iou_mean"], r["iou_std"], 1, 4),
-                "seeds": int(r["accuracy_count"]),
+                "seeds": int(r["iou_count"]),
                 f"accuracy % (paper, {paper_name})": f"{p[0]:.2f}" if p else "–",
                 f"IoU (paper, {paper_name})": f"{p[1]:.4f}" if p else "–",
             })
@@ -105,7 +108,8 @@ against the base model's Grad-CAM. Base + Grad-CAM's IoU is computed against its
 maps (1 by construction). SRAE is a post-hoc explanation module of the base model: its
 accuracy column is the base model's (the predictions it explains); its fidelity is
 F_cls in `srae_table.md`, and its map is built from Grad-CAM of its x-features, i.e. a
-decomposition of the base model's own attention. ProtoTree's words are the prototypes
+decomposition of the base model's own attention. Random map: the IoU of i.i.d. uniform
+noise maps against the same Grad-CAM (chance level, ~1/3 at q = 50). ProtoTree's words are the prototypes
 on each image's greedy path. The paper's columns are its published Table 1 for the
 benchmark our dataset stands in for (ResNet-34 there, EfficientNet-Lite0 here).
 """

@@ -18,11 +18,11 @@ from lvwlib.records import save_with
 FIGURE_DPI = 80
 
 
-def save_figure(fig: plt.Figure, stem: str | Path) -> None:
-    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf``, each atomically."""
+def save_figure(fig: plt.Figure, stem: str | Path, dpi: int = FIGURE_DPI) -> None:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf``, each atomically (line plots: dpi >= 150)."""
     stem = Path(stem)
     for suffix in (".png", ".pdf"):
-        save_with(stem.with_suffix(suffix), lambda tmp, s=suffix: fig.savefig(tmp, format=s[1:], dpi=FIGURE_DPI, bbox_inches="tight"))
+        save_with(stem.with_suffix(suffix), lambda tmp, s=suffix: fig.savefig(tmp, format=s[1:], dpi=dpi, bbox_inches="tight"))
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:

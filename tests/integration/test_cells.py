@@ -118,16 +118,17 @@ def test_submitit_local_executor_runs_the_same_cells(tmp_path) -> None:
 
 
 def test_failing_cell_fails_the_run_after_the_others(tmp_path, capsys) -> None:
-    # an invalid tail_init breaks every trained LVW-family cell, not the base rows
+    # top_m above the number of words (2 per class x 3 classes) passes the params schema (it
+    # cannot know the classes) but breaks the protopnet cell's evaluation, not the base rows
     params = tiny_params(tmp_path / "cache", methods=["base", "protopnet", "protopshare"])
-    params["lvw"]["tail_init"] = "bogus"
+    params["eval"] = {**params.get("eval", {}), "top_m": 50}
     params_file = tmp_path / "bad.yaml"
     params_file.write_text(yaml.safe_dump(params))
     status = main(["--params", str(params_file), "--workers", "2", "--threads", "1"])
     text = capsys.readouterr().out
     assert status == 1
     assert "synthetic 0 protopnet: FAILED" in text
-    assert "ValueError: tail_init must be 'imagenet' or 'base', got 'bogus'" in text  # its traceback
+    assert "RuntimeError: selected index k out of range" in text  # its traceback
     assert "synthetic 0 protopshare: skipped (needs synthetic 0 protopnet, which failed)" in text
     assert re.search(r"synthetic 0 base: [\d.]+ s \(accuracy", text)  # the healthy cell still ran
     assert "5 cells in" in text and "2 cells failed or skipped" in text

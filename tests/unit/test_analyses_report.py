@@ -1,0 +1,132 @@
+"""Known answers of the analysis computations (lvwlib.analyses) and the claims' verdict rule (lvwlib.report)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lvwlib.analyses import (
+    WordSource,
+    base_class_similarity,
+    chance_iou,
+    class_correlation,
+    class_word_vectors,
+    extreme_pairs,
+    half_metrics,
+    random_halves,
+    random_map_iou,
+    source_class_counts,
+)
+from lvwlib.report import claim_k, claim_unseen, claims_table, verdict
+
+
+def test_random_halves_are_seeded_distinct_halves():
+    a, b = random_halves(10, 3, seed=1), random_halves(10, 3, seed=1)
+    assert len(a) == 3
+    for h, h2 in zip(a, b, strict=True):
+        assert torch.equal(h, h2)
+        assert len(h) == 5 and len(set(h.tolist())) == 5
+    assert not all(torch.equal(a[0], h) for h in a[1:])
+
+
+def test_half_metrics_by_hand():
+    correct = torch.tensor([True, False, True, True])
+    iou = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    df = half_metrics(correct, iou, [torch.tensor([0, 1]), torch.tensor([2, 3])])
+    assert df["accuracy"].tolist() == [0.5, 1.0]
+    assert df["iou"].tolist() == pytest.approx([0.3, 0.7])
+
+
+def test_random_map_iou_is_one_third_at_q50():
+    # any Grad-CAM: a smooth ramp; noise selects half the pixels independently of it
+    ramp = torch.linspace(0, 1, 7)[None, :].expand(7, 7)
+    cams = ramp[None].repeat(8, 1, 1)
+    iou = random_map_iou(cams, q=50, size=64, seed=0)
+    assert iou.mean().item() == pytest.approx(1 / 3, abs=0.01)
+    assert chance_iou(50) == pytest.approx(1 / 3)
+    # q = 90: 10% of each map -> 0.1 / 1.9
+    assert random_map_iou(cams, q=90, size=64).mean().item() == pytest.approx(chance_iou(90), abs=0.01)
+    # the reference variant keeps the LOW 90%: chance is 0.9 / 1.1
+    ref = random_map_iou(cams, q=90, size=64, variant="reference").mean().item()
+    assert ref == pytest.approx(chance_iou(90, "reference"), abs=0.01) and ref > 0.8
+
+
+def test_class_vectors_and_correlation_by_hand():
+    scores = torch.tensor([[1.0, 0.0, 2.0], [3.0, 2.0, 0.0], [0.0, 1.0, 0.0], [4.0, 0.0, 2.0]])
+    labels = torch.tensor([0, 0, 1, 2])
+    vec = class_word_vectors(scores, labels, 3)
+    assert vec.tolist() == [[2.0, 1.0, 1.0], [0.0, 1.0, 0.0], [4.0, 0.0, 2.0]]
+    corr = class_correlation(vec)
+    # class 0 (2,1,1) vs class 2 (4,0,2): centred (2/3,-1/3,-1/3) and (2,-2,0) -> 2/sqrt(2/3*8)
+    assert corr[0, 2] == pytest.approx(2 / np.sqrt(2 / 3 * 8))
+    # class 1 (0,1,0) vs class 2: centred (-1/3,2/3,-1/3), (2,-2,0) -> -2/sqrt(2/3*8)
+    assert corr[1, 2] == pytest.approx(-2 / np.sqrt(2 / 3 * 8))
+    most, least = extreme_pairs(corr)
+    assert most == (0, 2) and least == (1, 2)
+
+
+def test_class_vectors_reject_empty_class():
+    with pytest.raises(ValueError, match="class 1"):
+        class_word_vectors(torch.ones(2, 3), torch.tensor([0, 0]), 2)
+
+
+def test_base_class_similarity_is_symmetric_mean_probability():
+    probs = torch.tensor([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
+    sim = base_class_similarity(probs, torch.tensor([0, 0, 1]), 2)
+    # P(1 | class 0) = 0.3, P(0 | class 1) = 0.1 -> 0.2
+    assert sim[0, 1] == pytest.approx(0.2) and sim[1, 0] == pytest.approx(0.2)
+
+
+def test_source_class_counts_by_hand():
+    sources = [WordSource(0, 5, 0, 0), WordSource(1, 6, 0, 1), WordSource(2, 7, 0, 1)]
+    top = torch.tensor([[0, 1], [1, 2], [2, 0]])
+    df = source_class_counts(top, torch.tensor([0, 0, 1]), sources, ["h0", "h1"], ["a", "b"])
+    got = {(r.heldout_class, r.source_class): r.count for r in df.itertuples()}
+    assert got == {("h0", "a"): 1, ("h0", "b"): 3, ("h1", "a"): 1, ("h1", "b"): 1}
+
+
+def test_verdict_rule():
+    assert verdict([]) == "not measured"
+    assert verdict([True, True]) == "holds"
+    assert verdict([True, False]) == "partly"
+    assert verdict([False, False]) == "does not hold"
+
+
+def test_claim_k_known_answer():
+    ks = pd.DataFrame({"k": [1, 1, 10, 10], "accuracy": [0.80, 0.82, 0.81, 0.81], "iou": [0.3, 0.3, 0.6, 0.6]})
+    assert claim_k(ks).verdict == "holds"
+    ks.loc[ks["k"] == 1, "accuracy"] = 0.5  # accuracy no longer flat
+    assert claim_k(ks).verdict == "partly"
+
+
+def test_claim_unseen_known_answer():
+    rows = [("LVW", "seen", 0.6), ("LVW", "unseen", 0.3), ("ProtoPNet", "unseen", 0.2)]
+    df = pd.DataFrame(rows, columns=["method", "split", "iou"])
+    claim = claim_unseen(df)
+    assert claim.passed == [False, True] and claim.verdict == "partly"
+
+
+def test_claims_table_without_results_is_not_measured():
+    table = claims_table()
+    assert len(table) == 7 and set(table["verdict"]) == {"not measured"}
+
+
+def test_figure2_image_rule():
+    from lvwlib.analyses import figure2_image
+
+    correct = torch.tensor([[False, True, True, True], [True, False, True, True]])
+    assert figure2_image(correct) == 2  # the first image every method gets right
+    assert figure2_image(torch.tensor([[True, False], [False, False]])) == 0  # else the most methods right
+
+
+def test_figure_rows_lists_only_existing(tmp_path):
+    from lvwlib.report import figure_rows
+
+    (tmp_path / "imagenette").mkdir()
+    (tmp_path / "imagenette" / "figure2.png").write_bytes(b"")
+    (tmp_path / "iou_vs_quantile.png").write_bytes(b"")
+    rows = figure_rows(tmp_path, ["imagenette", "imagewoof"])
+    assert [r["paper"] for r in rows] == ["Figure 2", "Figure 3(b-f)"]
+    assert rows[0]["figure"].startswith("[imagenette/figure2.png]")

@@ -55,17 +55,29 @@ test: $(STAMP) data
 	cd notebooks && ../$(BIN)/python -m pytest --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider -q .
 
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.
+# A dataset is a registry name or a path to class folders; its outputs are named by
+# `python -m lvwlib.names name` (a path -> <base name>-<hash>) and stay under $(RESULTS).
+# papermill writes its output notebook cell by cell, so each notebook is written to
+# .<name>.part.ipynb and renamed on success: a killed run leaves no half-written
+# notebook under its final name, and the next run removes the partial ones and the
+# temporary files of killed writers (lvwlib.records.remove_stale_temporaries).
 reproduce: $(STAMP) data
 	@mkdir -p $(RESULTS)/notebooks
+	rm -f $(RESULTS)/notebooks/.*.part.ipynb
+	$(BIN)/python -m lvwlib.records clean $(RESULTS)
 	set -e; for d in $(DATASETS); do \
-	  $(PAPERMILL) notebooks/01_base_model.ipynb $(RESULTS)/notebooks/01_base_model_$$d.ipynb -p params_file $(PARAMS) -p dataset $$d -p results_dir $(RESULTS) -p progress False; \
-	  $(PAPERMILL) notebooks/02_lvw.ipynb $(RESULTS)/notebooks/02_lvw_$$d.ipynb -p params_file $(PARAMS) -p dataset $$d -p results_dir $(RESULTS) -p progress False; \
+	  d=$$($(BIN)/python -m lvwlib.names abs "$$d"); n=$$($(BIN)/python -m lvwlib.names name "$$d"); \
+	  for nb in 01_base_model 02_lvw; do \
+	    $(PAPERMILL) notebooks/$$nb.ipynb $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb -p params_file $(PARAMS) -p dataset "$$d" -p results_dir $(RESULTS) -p progress False; \
+	    mv -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb $(RESULTS)/notebooks/$${nb}_$$n.ipynb; \
+	  done; \
 	done
 	$(MAKE) table1
 
 table1: $(STAMP)
 	@mkdir -p $(RESULTS)/notebooks
-	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/03_table1.ipynb -p params_file $(PARAMS) -y "datasets: [$$(echo $(DATASETS) | sed 's/ /, /g')]" -p results_dir $(RESULTS) -p progress False
+	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False
+	mv -f $(RESULTS)/notebooks/.03_table1.part.ipynb $(RESULTS)/notebooks/03_table1.ipynb
 
 clean-cache:
 	rm -rf cache

@@ -55,23 +55,49 @@ def cached(
         compute: called on a miss; its result must be ``torch.save``-able.
         enabled: False computes without reading or writing the cache.
     """
+    return cached_together(cache_dir, kind, [inputs], [compute], enabled=enabled)[0]
+
+
+def cached_together(
+    cache_dir: str | Path,
+    kind: str,
+    inputs: list[dict[str, Any]],
+    computes: list[Callable[[], Any]],
+    *,
+    enabled: bool = True,
+) -> list[Any]:
+    """:func:`cached` of several entries, all computed before any is stored.
+
+    Entries found are loaded; the missing ones are computed in order, and only
+    when every computation succeeded are they written (value, then its json):
+    an error in a later entry leaves the cache as it was.
+    """
+    if len(inputs) != len(computes):
+        raise ValueError(f"{len(inputs)} inputs but {len(computes)} compute functions")
     if not enabled:
-        return compute()
-    key = cache_key(inputs)
+        return [compute() for compute in computes]
     folder = Path(cache_dir) / kind
-    value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
-    if value_path.exists() and meta_path.exists():
-        stored = json.loads(meta_path.read_text())
-        if stored != _canonical(inputs):
-            raise StaleCacheError(
-                f"cache entry {value_path} was made from another config; "
-                f"delete it (or the folder {folder}) to recompute"
-            )
-        return torch.load(value_path, map_location="cpu", weights_only=False)
-    value = compute()
-    save_with(value_path, lambda tmp: torch.save(value, tmp))
-    write_json(meta_path, _canonical(inputs))
-    return value
+    values: list[Any] = []
+    missing: list[tuple[Path, Path, dict[str, Any], Any]] = []
+    for entry, compute in zip(inputs, computes, strict=True):
+        key = cache_key(entry)
+        value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
+        if value_path.exists() and meta_path.exists():
+            stored = json.loads(meta_path.read_text())
+            if stored != _canonical(entry):
+                raise StaleCacheError(
+                    f"cache entry {value_path} was made from another config; "
+                    f"delete it (or the folder {folder}) to recompute"
+                )
+            values.append(torch.load(value_path, map_location="cpu", weights_only=False))
+        else:
+            values.append(compute())
+            missing.append((value_path, meta_path, entry, values[-1]))
+    for value_path, meta_path, entry, value in missing:
+        # The json is written last: an entry is complete only when both exist.
+        save_with(value_path, lambda tmp, v=value: torch.save(v, tmp))
+        write_json(meta_path, _canonical(entry))
+    return values
 
 
 @torch.no_grad()

@@ -8,6 +8,9 @@ checkpoint. Caches are keyed by the subset of fields their content depends on
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,12 @@ class EvalConfig:
     quantiles: tuple[float, ...] = (50.0, 60.0, 70.0, 80.0, 90.0)  # sweep of Figure 3(b-f)
     eval_size: int = 224  # side the maps are compared at (paper: image size)
 
+    def __post_init__(self) -> None:
+        # Checked here, before any computation, not first at evaluation time.
+        for key, q in [("eval.quantile", self.quantile), *(("eval.quantiles", v) for v in self.quantiles)]:
+            if isinstance(q, (int, float)) and not 0.0 <= q <= 100.0:
+                raise ValueError(f"{key}: a percentile must be in [0, 100], got {q}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -104,24 +113,75 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def from_dict(cls: type, values: dict[str, Any] | None) -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) nested dict; unknown keys are errors."""
+def from_dict(cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) nested dict.
+
+    Unknown keys and values of the wrong type are ValueErrors naming the dotted
+    key (``prefix`` + field name, e.g. ``lvw.lr_words``).
+    """
     values = dict(values or {})
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        hints = "".join(
+            f" (did you mean {prefix}{close[0]}?)"
+            for k in unknown if (close := difflib.get_close_matches(k, known, n=1))
+        )
+        keys = ", ".join(prefix + k for k in unknown)
+        raise ValueError(f"unknown {cls.__name__} field(s): {keys}{hints}; known: {', '.join(known)}")
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         f = known[name]
         sub = _dataclass_type(f)
         if sub is not None and isinstance(value, dict):
-            kwargs[name] = from_dict(sub, value)
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+            kwargs[name] = from_dict(sub, value, prefix=f"{prefix}{name}.")
+            continue
+        check_type(prefix + name, value, hints[name])
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
+
+
+def check_type(key: str, value: Any, hint: Any) -> None:
+    """Raise ValueError naming ``key`` when ``value`` (from yaml) does not fit ``hint``.
+
+    Handles the annotations config fields use: int, float, str, bool, None,
+    ``X | None``, ``tuple[X, ...]``, dataclasses (a mapping) and ``Any``/dict.
+    An int is accepted for a float, a bool is not accepted for an int.
+    """
+    if not _fits(value, hint):
+        name = str(hint) if typing.get_origin(hint) else getattr(hint, "__name__", str(hint))
+        raise ValueError(f"{key}: expected {name}, got {type(value).__name__} {value!r}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            if args[0] is str and isinstance(value, str):
+                return True  # `holdout_classes: bee` is one class (see data.splits)
+            return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
+        return isinstance(value, (list, tuple)) and len(args) == len(value) and all(_fits(v, h) for v, h in zip(value, args, strict=True))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, (dict, hint))
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this checker does not know: leave it to the code
 
 
 def _dataclass_type(f: dataclasses.Field) -> type | None:

@@ -29,12 +29,13 @@ from lvwlib.baselines.srae import (
     orthogonality_metrics,
     train_srae,
 )
-from lvwlib.cache import cache_key, cached, compute_trunk_features
-from lvwlib.config import RunConfig, from_dict, to_dict
+from lvwlib.cache import cache_key, cached, cached_together, compute_trunk_features
+from lvwlib.config import LVWConfig, RunConfig, check_type, from_dict, load_params, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
 from lvwlib.metrics import IoUCoverage, accuracy
 from lvwlib.model import PrototypeNet
 from lvwlib.paths import project_root
+from lvwlib.records import remove_stale_temporaries
 from lvwlib.seeding import seed_everything
 from lvwlib.train import train_prototype_net
 
@@ -81,23 +82,42 @@ def experiment_from_params(params: dict[str, Any], dataset: str | None = None) -
         params = _deep_merge(params, per_dataset.get(dataset, {}))
         params.setdefault("data", {})["name"] = dataset
     run_keys = {f.name for f in dataclasses.fields(RunConfig)}
-    run = from_dict(RunConfig, {k: v for k, v in params.items() if k in run_keys})
     unknown = set(params) - run_keys - {f.name for f in dataclasses.fields(Experiment)}
     if unknown:
         raise ValueError(f"unknown parameter section(s): {', '.join(sorted(unknown))}")
-    methods = tuple(params.get("methods", METHODS))
+    run = from_dict(RunConfig, {k: v for k, v in params.items() if k in run_keys})
+    methods = params.get("methods", METHODS)
+    check_type("methods", methods, tuple[str, ...])
     bad = [m for m in methods if m not in METHODS]
     if bad:
-        raise ValueError(f"unknown method(s) {bad}; known: {', '.join(METHODS)}")
+        raise ValueError(f"methods: unknown method(s) {bad}; known: {', '.join(METHODS)}")
+    seeds = params.get("seeds", (0,))
+    check_type("seeds", seeds, tuple[int, ...])
+    protopnet = params.get("protopnet") or {}
+    check_type("protopnet", protopnet, dict)
+    # the protopnet section overrides LVWConfig fields: the same key and type checks
+    from_dict(LVWConfig, {**protopnet}, prefix="protopnet.")
     return Experiment(
         run=run,
-        protopnet=dict(params.get("protopnet", {})),
-        prototree=from_dict(ProtoTreeConfig, params.get("prototree")),
-        protopshare=from_dict(ProtoPShareConfig, params.get("protopshare")),
-        srae=from_dict(SRAEConfig, params.get("srae")),
-        seeds=tuple(params.get("seeds", (0,))),
-        methods=methods,
+        protopnet=dict(protopnet),
+        prototree=from_dict(ProtoTreeConfig, params.get("prototree"), prefix="prototree."),
+        protopshare=from_dict(ProtoPShareConfig, params.get("protopshare"), prefix="protopshare."),
+        srae=from_dict(SRAEConfig, params.get("srae"), prefix="srae."),
+        seeds=tuple(seeds),
+        methods=tuple(methods),
     )
+
+
+def load_experiment(params_file: str | Path, dataset: str | None = None) -> Experiment:
+    """:func:`experiment_from_params` of a yaml file; errors start with the file's name.
+
+    Raises ValueError ``<file>: <dotted key>: <problem>`` before any computation.
+    """
+    path = resolve(params_file)
+    try:
+        return experiment_from_params(load_params(path), dataset)
+    except ValueError as err:
+        raise ValueError(f"{params_file}: {err}") from err
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -162,8 +182,15 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
             desc=f"trunk features ({run.data.name} {split})", progress=progress,
         )
 
-    train_feats = cached(cache_dir, "features", {**inputs, "split": "train"}, features("train"))
-    test_feats = cached(cache_dir, "features", {**inputs, "split": "test"}, features("test"))
+    # Temporary files of a killed earlier run (their writer's pid is gone) are removed.
+    remove_stale_temporaries(cache_dir)
+    # Both splits are computed before either is stored: an unreadable test image
+    # then fails the run before anything is written.
+    train_feats, test_feats = cached_together(
+        cache_dir, "features",
+        [{**inputs, "split": "train"}, {**inputs, "split": "test"}],
+        [features("train"), features("test")],
+    )
     return Prepared(
         exp, bundle, backbone, train_feats, torch.tensor(bundle.train.labels),
         test_feats, torch.tensor(bundle.test.labels), inputs,

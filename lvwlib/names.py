@@ -27,16 +27,21 @@ SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 48  # characters of the folder's base name kept in the result name
 
 
-def _is_registry_name(dataset: str) -> bool:
-    from lvwlib.data import DATASETS  # local: keeps `python -m lvwlib.names` light
+def _is_registry_name(text: str) -> bool:
+    """A bare word (no separator, not starting with ``.`` or ``~``) names a registered set.
 
-    return dataset in DATASETS and not Path(dataset).is_dir()
+    The registry itself is not imported: this module runs once per dataset in
+    ``make reproduce`` and must start fast (no torch). A bare word that is not
+    registered fails later, in :func:`lvwlib.data.load_dataset`, with the list
+    of registered names.
+    """
+    return not any(ch in text for ch in "/\\") and not text.startswith((".", "~"))
 
 
 def results_name(dataset: str) -> str:
     """One safe path component naming ``dataset``'s results.
 
-    Registry names are returned unchanged; a path gives
+    Registry names (bare words of safe characters) are returned unchanged; a path gives
     ``<sanitised base name>-<8 hex of sha256(absolute path)>``. The result has
     only ``[A-Za-z0-9._-]``, does not start with a dot and is never empty.
     """
@@ -44,11 +49,15 @@ def results_name(dataset: str) -> str:
     if not text:
         raise ValueError("empty dataset name")
     if _is_registry_name(text):
-        return text
+        safe = SAFE_CHARS.sub("_", text).strip("._-")
+        return text if safe == text else f"{safe or 'dataset'}-{_digest(text)}"
     path = Path(text).expanduser().resolve()
     stem = SAFE_CHARS.sub("_", path.name).strip("._-")[:MAX_STEM] or "dataset"
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-    return f"{stem}-{digest}"
+    return f"{stem}-{_digest(str(path))}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def absolute_dataset(dataset: str) -> str:

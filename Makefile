@@ -58,9 +58,9 @@ test: $(STAMP) data
 # A dataset is a registry name or a path to class folders; its outputs are named by
 # `python -m lvwlib.names name` (a path -> <base name>-<hash>) and stay under $(RESULTS).
 # papermill writes its output notebook cell by cell, so each notebook is written to
-# .<name>.part.ipynb and renamed on success: a killed run leaves no half-written
-# notebook under its final name, and the next run removes the partial ones and the
-# temporary files of killed writers (lvwlib.records.remove_stale_temporaries).
+# .<name>.part.ipynb and renamed on success (removed on an error: papermill prints it):
+# a killed run leaves no half-written notebook under its final name, and the next run
+# removes the partial ones and the temporary files of killed writers (lvwlib.records).
 reproduce: $(STAMP) data
 	@mkdir -p $(RESULTS)/notebooks
 	rm -f $(RESULTS)/notebooks/.*.part.ipynb
@@ -68,7 +68,8 @@ reproduce: $(STAMP) data
 	set -e; for d in $(DATASETS); do \
 	  d=$$($(BIN)/python -m lvwlib.names abs "$$d"); n=$$($(BIN)/python -m lvwlib.names name "$$d"); \
 	  for nb in 01_base_model 02_lvw; do \
-	    $(PAPERMILL) notebooks/$$nb.ipynb $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb -p params_file $(PARAMS) -p dataset "$$d" -p results_dir $(RESULTS) -p progress False; \
+	    $(PAPERMILL) notebooks/$$nb.ipynb $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb -p params_file $(PARAMS) -p dataset "$$d" -p results_dir $(RESULTS) -p progress False \
+	      || { rm -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb; exit 1; }; \
 	    mv -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb $(RESULTS)/notebooks/$${nb}_$$n.ipynb; \
 	  done; \
 	done
@@ -76,7 +77,8 @@ reproduce: $(STAMP) data
 
 table1: $(STAMP)
 	@mkdir -p $(RESULTS)/notebooks
-	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False
+	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False \
+	  || { rm -f $(RESULTS)/notebooks/.03_table1.part.ipynb; exit 1; }
 	mv -f $(RESULTS)/notebooks/.03_table1.part.ipynb $(RESULTS)/notebooks/03_table1.ipynb
 
 clean-cache:

@@ -62,6 +62,7 @@ test: $(STAMP) data
 # a killed run leaves no half-written notebook under its final name, and the next run
 # removes the partial ones and the temporary files of killed writers (lvwlib.records).
 reproduce: $(STAMP) data
+	$(BIN)/python -m lvwlib.schema $(PARAMS)
 	@mkdir -p $(RESULTS)/notebooks
 	rm -f $(RESULTS)/notebooks/.*.part.ipynb
 	$(BIN)/python -m lvwlib.records clean $(RESULTS)

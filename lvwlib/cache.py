@@ -1,7 +1,8 @@
 """Disk cache of expensive artefacts, keyed by exactly the config fields they depend on.
 
 An entry is ``<cache_dir>/<kind>/<key>.pt`` plus ``<key>.json`` holding the
-key's inputs in plain form. The key is the sha256 of those inputs, so a changed
+key's inputs in plain form (with the fingerprint of the code the value depends
+on) and the provenance of the value (commit, wall time). The key is the sha256 of those inputs, so a changed
 field gives a new key; on load the stored inputs are compared with the
 requested ones, so a file copied or renamed from another config is refused
 with an error instead of being served.
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +23,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from lvwlib.records import save_with, write_json
+from lvwlib.records import git_commit, save_with, write_json
 
-CACHE_FORMAT = 1  # bump when the layout of cached artefacts changes
+CACHE_FORMAT = 2  # bump when the layout of cached artefacts changes (2: code fingerprint + provenance)
+
+# Every lookup of this process, in order: what a run record reports (see cache_events).
+_EVENTS: list[dict[str, Any]] = []
 
 
 class StaleCacheError(RuntimeError):
@@ -38,6 +45,26 @@ def _canonical(inputs: dict[str, Any]) -> Any:
     return json.loads(json.dumps({"format": CACHE_FORMAT, **inputs}, sort_keys=True, default=str))
 
 
+def cache_events() -> list[dict[str, Any]]:
+    """The cache lookups of this process so far: kind, key, hit, and the provenance of the entry."""
+    return [dict(e) for e in _EVENTS]
+
+
+def _provenance(wall_time_s: float) -> dict[str, Any]:
+    """Who computed an entry: the commit (and whether its tree was dirty), when, and how long it took."""
+    return {
+        **git_commit(),
+        "computed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 3),
+        "host": platform.node(),
+    }
+
+
+def read_entry_meta(meta_path: Path) -> dict[str, Any]:
+    """The ``{"inputs": ..., "provenance": ...}`` record of a cache entry."""
+    return json.loads(Path(meta_path).read_text())
+
+
 def cached(
     cache_dir: str | Path,
     kind: str,
@@ -45,6 +72,7 @@ def cached(
     compute: Callable[[], Any],
     *,
     enabled: bool = True,
+    code: str | None = None,
 ) -> Any:
     """Return the cached value for ``inputs`` or compute, store and return it.
 
@@ -54,8 +82,15 @@ def cached(
         inputs: every config field and data fingerprint the value depends on.
         compute: called on a miss; its result must be ``torch.save``-able.
         enabled: False computes without reading or writing the cache.
+        code: fingerprint of the code the value depends on
+            (:func:`lvwlib.fingerprint.code_fingerprint`); part of the key, so an
+            edit of that code recomputes the value.
+
+    The entry's ``.json`` holds the inputs and the provenance of the value (git
+    commit, dirty flag, wall time of the computation); every lookup is logged
+    for :func:`cache_events`.
     """
-    return cached_together(cache_dir, kind, [inputs], [compute], enabled=enabled)[0]
+    return cached_together(cache_dir, kind, [inputs], [compute], enabled=enabled, code=code)[0]
 
 
 def cached_together(
@@ -65,6 +100,7 @@ def cached_together(
     computes: list[Callable[[], Any]],
     *,
     enabled: bool = True,
+    code: str | None = None,
 ) -> list[Any]:
     """:func:`cached` of several entries, all computed before any is stored.
 
@@ -78,25 +114,31 @@ def cached_together(
         return [compute() for compute in computes]
     folder = Path(cache_dir) / kind
     values: list[Any] = []
-    missing: list[tuple[Path, Path, dict[str, Any], Any]] = []
+    missing: list[tuple[Path, Path, str, dict[str, Any], Any, dict[str, Any]]] = []
     for entry, compute in zip(inputs, computes, strict=True):
+        if code is not None:
+            entry = {**entry, "code": code}
         key = cache_key(entry)
         value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
         if value_path.exists() and meta_path.exists():
-            stored = json.loads(meta_path.read_text())
-            if stored != _canonical(entry):
+            stored = read_entry_meta(meta_path)
+            if stored.get("inputs") != _canonical(entry):
                 raise StaleCacheError(
                     f"cache entry {value_path} was made from another config; "
                     f"delete it (or the folder {folder}) to recompute"
                 )
+            _EVENTS.append({"kind": kind, "key": key, "hit": True, **stored.get("provenance", {})})
             values.append(torch.load(value_path, map_location="cpu", weights_only=False))
         else:
+            start = time.perf_counter()
             values.append(compute())
-            missing.append((value_path, meta_path, entry, values[-1]))
-    for value_path, meta_path, entry, value in missing:
-        # The json is written last: an entry is complete only when both exist.
+            provenance = _provenance(time.perf_counter() - start)
+            missing.append((value_path, meta_path, key, entry, values[-1], provenance))
+    for value_path, meta_path, key, entry, value, provenance in missing:
         save_with(value_path, lambda tmp, v=value: torch.save(v, tmp))
-        write_json(meta_path, _canonical(entry))
+        # The meta file is written last: an entry counts only once both files exist.
+        write_json(meta_path, {"inputs": _canonical(entry), "provenance": provenance})
+        _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
     return values
 
 

@@ -8,84 +8,85 @@ checkpoint. Caches are keyed by the subset of fields their content depends on
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field
+
+# Value constraints read by the schema check at load (lvwlib.schema, pydantic); plain
+# dataclass construction in code does not check them.
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Percentile = Annotated[float, Field(ge=0.0, le=100.0)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "imagenette"  # registry name (imagenette, stl10, ...) or a path to class folders
     root: str | None = None  # where the dataset lives; None: $LVW_DATA, then ./data
-    image_size: int = 224  # square side the images are resized to (paper: 224; STL10 native 96)
-    max_per_class: int | None = None  # cap on training images per class (quick runs); None: all
-    max_test_per_class: int | None = None  # cap on test images per class; None: all
+    image_size: Positive = 224  # square side the images are resized to (paper: 224; STL10 native 96)
+    max_per_class: Positive | None = None  # cap on training images per class (quick runs); None: all
+    max_test_per_class: Positive | None = None  # cap on test images per class; None: all
     holdout_classes: tuple[str, ...] = ()  # class folder names kept out of training (unseen analysis)
-    split_fraction: float = 0.2  # test fraction for a single-folder dataset of the user's own
+    split_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2  # test fraction for a single-folder dataset of the user's own
+    val_fraction: Fraction = 0.15  # share of each class's training images held out for validation (tuning only)
+    max_val_per_class: Positive | None = None  # cap on validation images per class; None: all
     download: bool = False  # torchvision sets: download when missing (needs internet)
     seed: int = 0  # seed of the per-class subsampling and of single-folder splits
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: str = "efficientnet_lite0"  # efficientnet_lite0 | resnet34 | tiny (tests)
+    name: Literal["efficientnet_lite0", "resnet34", "tiny"] = "efficientnet_lite0"  # efficientnet_lite0 | resnet34 | tiny (tests)
     weights: str = "imagenet"  # imagenet | none | path to a local state_dict file
     tail: str = "head"  # trainable tail: see lvwlib.backbones.TAIL_SPLITS for each backbone
 
 
 @dataclass(frozen=True)
 class BaseConfig:
-    epochs: int = 6  # fine-tuning epochs of tail + linear classifier
+    epochs: NonNegative = 6  # fine-tuning epochs of tail + linear classifier
     lr_tail: float = 1e-4  # Adam lr of the backbone tail
     lr_head: float = 1e-3  # Adam lr of the linear classifier
-    batch_size: int = 64  # images per step
-    cam_target: str = "predicted"  # Grad-CAM target class: predicted (pytorch-grad-cam default) | label
+    batch_size: Positive = 64  # images per step
+    cam_target: Literal["predicted", "label"] = "predicted"  # Grad-CAM target class: predicted (pytorch-grad-cam default) | label
     seed: int = 0  # seed of initialisation and data order
 
 
 @dataclass(frozen=True)
 class LVWConfig:
-    words_per_class: int = 5  # M = words_per_class * C visual words
-    feature_dim: int = 128  # D: channels of the add-on output and of each word
-    topk_align: int = 10  # k: words whose maps are max-pooled for the alignment loss
-    align_size: int = 224  # side the activation and Grad-CAM maps are compared at (paper: image size)
+    words_per_class: Positive = 5  # M = words_per_class * C visual words
+    feature_dim: Positive = 128  # D: channels of the add-on output and of each word
+    topk_align: Positive = 10  # k: words whose maps are max-pooled for the alignment loss
+    align_size: Positive = 224  # side the activation and Grad-CAM maps are compared at (paper: image size)
     alpha_cluster: float = 0.8  # cluster loss coefficient
     beta_align: float = 10.0  # attention alignment coefficient; 0 = LVW without alignment
     gamma_l1: float = 1e-4  # L1 on the last layer in the last-layer stage
     separation: float = 0.0  # ProtoPNet separation coefficient (-0.08 there); 0 for LVW
     class_specific: bool = False  # ProtoPNet: class-specific cluster/separation/push/L1 mask
-    warm_epochs: int = 2  # warm-up: add-on and words only
-    joint_epochs: int = 20  # joint epochs (after warm-up)
-    push_every: int = 10  # push (projection) every N joint epochs, and after the last one
-    last_layer_epochs: int = 20  # passes of the last-layer stage after each push
+    warm_epochs: NonNegative = 2  # warm-up: add-on and words only
+    joint_epochs: NonNegative = 20  # joint epochs (after warm-up)
+    push_every: NonNegative = 10  # push (projection) every N joint epochs, and after the last one
+    last_layer_epochs: NonNegative = 20  # passes of the last-layer stage after each push
     lr_tail: float = 1e-4  # joint lr of the backbone tail
     lr_words: float = 3e-3  # lr of add-on layers and words
     lr_last: float = 1e-3  # lr of the last layer in its own stage
-    lr_decay_every: int = 0  # step decay period in joint epochs (0: none)
+    lr_decay_every: NonNegative = 0  # step decay period in joint epochs (0: none)
     lr_decay: float = 0.1  # step decay factor
     lr_floor: float = 1e-6  # lower bound of any decayed lr (the reference code has none)
-    batch_size: int = 64  # images per step
-    tail_init: str = "imagenet"  # imagenet | base: start the tail from the fine-tuned base model
+    batch_size: Positive = 64  # images per step
+    tail_init: Literal["imagenet", "base"] = "imagenet"  # imagenet | base: start the tail from the fine-tuned base model
     seed: int = 0  # seed of initialisation and data order
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    quantile: float = 50.0  # q: percentile threshold of the high-attention masks
-    top_m: int = 10  # m: most activated words whose maps form A^k
-    quantiles: tuple[float, ...] = (50.0, 60.0, 70.0, 80.0, 90.0)  # sweep of Figure 3(b-f)
-    eval_size: int = 224  # side the maps are compared at (paper: image size)
-
-    def __post_init__(self) -> None:
-        # Checked here, before any computation, not first at evaluation time.
-        for key, q in [("eval.quantile", self.quantile), *(("eval.quantiles", v) for v in self.quantiles)]:
-            if isinstance(q, (int, float)) and not 0.0 <= q <= 100.0:
-                raise ValueError(f"{key}: a percentile must be in [0, 100], got {q}")
+    quantile: Percentile = 50.0  # q: percentile threshold of the high-attention masks
+    top_m: Positive = 10  # m: most activated words whose maps form A^k
+    quantiles: tuple[Percentile, ...] = (50.0, 60.0, 70.0, 80.0, 90.0)  # sweep of Figure 3(b-f)
+    eval_size: Positive = 224  # side the maps are compared at (paper: image size)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     cache_dir: str = "cache"  # where features, maps and models are cached
     device: str = "cpu"  # torch device
-    num_workers: int = 0  # DataLoader workers for image decoding
+    num_workers: NonNegative = 0  # DataLoader workers for image decoding
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -113,75 +114,24 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def from_dict(cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) nested dict.
-
-    Unknown keys and values of the wrong type are ValueErrors naming the dotted
-    key (``prefix`` + field name, e.g. ``lvw.lr_words``).
-    """
+def from_dict(cls: type, values: dict[str, Any] | None) -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) nested dict; unknown keys are errors."""
     values = dict(values or {})
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        hints = "".join(
-            f" (did you mean {prefix}{close[0]}?)"
-            for k in unknown if (close := difflib.get_close_matches(k, known, n=1))
-        )
-        keys = ", ".join(prefix + k for k in unknown)
-        raise ValueError(f"unknown {cls.__name__} field(s): {keys}{hints}; known: {', '.join(known)}")
-    hints = typing.get_type_hints(cls)
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(known)}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         f = known[name]
         sub = _dataclass_type(f)
         if sub is not None and isinstance(value, dict):
-            kwargs[name] = from_dict(sub, value, prefix=f"{prefix}{name}.")
-            continue
-        check_type(prefix + name, value, hints[name])
-        kwargs[name] = tuple(value) if isinstance(value, list) else value
+            kwargs[name] = from_dict(sub, value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
     return cls(**kwargs)
-
-
-def check_type(key: str, value: Any, hint: Any) -> None:
-    """Raise ValueError naming ``key`` when ``value`` (from yaml) does not fit ``hint``.
-
-    Handles the annotations config fields use: int, float, str, bool, None,
-    ``X | None``, ``tuple[X, ...]``, dataclasses (a mapping) and ``Any``/dict.
-    An int is accepted for a float, a bool is not accepted for an int.
-    """
-    if not _fits(value, hint):
-        name = str(hint) if typing.get_origin(hint) else getattr(hint, "__name__", str(hint))
-        raise ValueError(f"{key}: expected {name}, got {type(value).__name__} {value!r}")
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    if hint is Any:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, h) for h in typing.get_args(hint))
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            if args[0] is str and isinstance(value, str):
-                return True  # `holdout_classes: bee` is one class (see data.splits)
-            return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
-        return isinstance(value, (list, tuple)) and len(args) == len(value) and all(_fits(v, h) for v, h in zip(value, args, strict=True))
-    if origin is dict or hint is dict:
-        return isinstance(value, dict)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if dataclasses.is_dataclass(hint):
-        return isinstance(value, (dict, hint))
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # an annotation this checker does not know: leave it to the code
 
 
 def _dataclass_type(f: dataclasses.Field) -> type | None:

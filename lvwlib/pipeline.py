@@ -30,12 +30,14 @@ from lvwlib.baselines.srae import (
     train_srae,
 )
 from lvwlib.cache import cache_key, cached, cached_together, compute_trunk_features
-from lvwlib.config import LVWConfig, RunConfig, check_type, from_dict, load_params, to_dict
+from lvwlib.config import LVWConfig, RunConfig, load_params, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
+from lvwlib.fingerprint import code_fingerprint
 from lvwlib.metrics import IoUCoverage, accuracy
 from lvwlib.model import PrototypeNet
 from lvwlib.paths import project_root
 from lvwlib.records import remove_stale_temporaries
+from lvwlib.schema import ConfigError, check_params, coerce, coerce_partial
 from lvwlib.seeding import seed_everything
 from lvwlib.train import train_prototype_net
 
@@ -52,6 +54,22 @@ METHOD_LABELS = {
 # ProtoPNet = the prototype network with class-specific words (method.md section 5);
 # these are its defaults, which the params' protopnet section may override.
 PROTOPNET_DEFAULTS = {"words_per_class": 10, "class_specific": True, "separation": -0.08, "beta_align": 0.0}
+
+# The code each cached artefact depends on (lvwlib.fingerprint follows their imports):
+# an edit of any of these modules recomputes the artefact, and only those.
+FEATURE_CODE = ("lvwlib.backbones", "lvwlib.data", "lvwlib.cache")
+BASE_CODE = ("lvwlib.attention", "lvwlib.base_model")
+GRADCAM_CODE = ("lvwlib.attention", "lvwlib.base_model")
+METHOD_CODE: dict[str, tuple[str, ...]] = {
+    "base": (),
+    "protopnet": ("lvwlib.train", "lvwlib.model"),
+    "lvw": ("lvwlib.train", "lvwlib.model"),
+    "lvw_noalign": ("lvwlib.train", "lvwlib.model"),
+    "protopshare": ("lvwlib.train", "lvwlib.model", "lvwlib.baselines.protopshare"),
+    "prototree": ("lvwlib.baselines.prototree",),
+    "srae": ("lvwlib.baselines.srae",),
+}
+RESULT_CODE = ("lvwlib.pipeline", "lvwlib.metrics")
 
 
 @dataclass(frozen=True)
@@ -70,54 +88,43 @@ class Experiment:
         return to_dict(self)
 
 
-def experiment_from_params(params: dict[str, Any], dataset: str | None = None) -> Experiment:
-    """Build an :class:`Experiment` from a params yaml dict.
+def experiment_from_params(
+    params: dict[str, Any], dataset: str | None = None, source: str | Path | None = None
+) -> Experiment:
+    """Build an :class:`Experiment` from a params yaml dict, checked first (:mod:`lvwlib.schema`).
 
     ``datasets: {name: {...}}`` in the yaml holds per-dataset overrides, merged
     over the top level when ``dataset`` is given (which also sets data.name).
+    ``source`` (the file the dict came from) is named in errors.
+
+    Raises:
+        ConfigError: unknown keys, wrong types, values outside their set or
+            impossible combinations, all listed in one message.
     """
+    check_params(params, source)
     params = copy.deepcopy(params)
     per_dataset = params.pop("datasets", {}) or {}
     if dataset is not None:
         params = _deep_merge(params, per_dataset.get(dataset, {}))
         params.setdefault("data", {})["name"] = dataset
     run_keys = {f.name for f in dataclasses.fields(RunConfig)}
+    run = coerce(RunConfig, {k: v for k, v in params.items() if k in run_keys})
     unknown = set(params) - run_keys - {f.name for f in dataclasses.fields(Experiment)}
     if unknown:
         raise ValueError(f"unknown parameter section(s): {', '.join(sorted(unknown))}")
-    run = from_dict(RunConfig, {k: v for k, v in params.items() if k in run_keys})
-    methods = params.get("methods", METHODS)
-    check_type("methods", methods, tuple[str, ...])
+    methods = tuple(params.get("methods", METHODS))
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"methods: unknown method(s) {bad}; known: {', '.join(METHODS)}")
-    seeds = params.get("seeds", (0,))
-    check_type("seeds", seeds, tuple[int, ...])
-    protopnet = params.get("protopnet") or {}
-    check_type("protopnet", protopnet, dict)
-    # the protopnet section overrides LVWConfig fields: the same key and type checks
-    from_dict(LVWConfig, {**protopnet}, prefix="protopnet.")
     return Experiment(
         run=run,
-        protopnet=dict(protopnet),
-        prototree=from_dict(ProtoTreeConfig, params.get("prototree"), prefix="prototree."),
-        protopshare=from_dict(ProtoPShareConfig, params.get("protopshare"), prefix="protopshare."),
-        srae=from_dict(SRAEConfig, params.get("srae"), prefix="srae."),
-        seeds=tuple(seeds),
-        methods=tuple(methods),
+        protopnet=dict(coerce_partial(LVWConfig, params.get("protopnet") or {})),
+        prototree=coerce(ProtoTreeConfig, params.get("prototree") or {}),
+        protopshare=coerce(ProtoPShareConfig, params.get("protopshare") or {}),
+        srae=coerce(SRAEConfig, params.get("srae") or {}),
+        seeds=tuple(params.get("seeds", (0,))),
+        methods=methods,
     )
-
-
-def load_experiment(params_file: str | Path, dataset: str | None = None) -> Experiment:
-    """:func:`experiment_from_params` of a yaml file; errors start with the file's name.
-
-    Raises ValueError ``<file>: <dotted key>: <problem>`` before any computation.
-    """
-    path = resolve(params_file)
-    try:
-        return experiment_from_params(load_params(path), dataset)
-    except ValueError as err:
-        raise ValueError(f"{params_file}: {err}") from err
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +146,15 @@ class Prepared:
     test_feats: torch.Tensor  # [Nt, 2, Ct, h, w] float16
     test_labels: torch.Tensor  # [Nt]
     feature_inputs: dict[str, Any]  # the cache inputs the features depend on
+    val_feats: torch.Tensor | None = None  # [Nv, 2, Ct, h, w] float16; None without a validation split
+    val_labels: torch.Tensor | None = None  # [Nv]
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features [N, 2, Ct, h, w], labels [N]) of ``train``, ``val`` or ``test``."""
+        feats, labels = getattr(self, f"{name}_feats", None), getattr(self, f"{name}_labels", None)
+        if feats is None or labels is None:
+            raise ValueError(f"no {name!r} split (data.val_fraction is 0?); splits: train, val, test")
+        return feats, labels
 
     @property
     def cache_dir(self) -> Path:
@@ -158,6 +174,14 @@ class BaseArtefacts:
     train_cams: torch.Tensor  # [N, 2, h, w] in [0, 1]
     test_cams: torch.Tensor  # [Nt, 2, h, w]
     inputs: dict[str, Any]  # cache inputs of the Grad-CAM maps
+    val_cams: torch.Tensor | None = None  # [Nv, 2, h, w]; None without a validation split
+
+    def cams(self, split: str) -> torch.Tensor:
+        """Grad-CAM maps [N, 2, h, w] of ``train``, ``val`` or ``test``."""
+        maps = getattr(self, f"{split}_cams", None)
+        if maps is None:
+            raise ValueError(f"no Grad-CAM maps for split {split!r}")
+        return maps
 
 
 def resolve(path: str | Path) -> Path:
@@ -174,6 +198,7 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
     backbone = build_backbone(run.backbone)
     inputs = {"data": to_dict(run.data), "fingerprint": bundle.fingerprint(), "backbone": to_dict(run.backbone)}
     cache_dir = resolve(run.cache_dir)
+    code = code_fingerprint(*FEATURE_CODE)
 
     def features(split: str) -> Callable[[], torch.Tensor]:
         dataset = getattr(bundle, split)
@@ -184,16 +209,19 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
 
     # Temporary files of a killed earlier run (their writer's pid is gone) are removed.
     remove_stale_temporaries(cache_dir)
-    # Both splits are computed before either is stored: an unreadable test image
+    # Every split is computed before any is stored: an unreadable test image
     # then fails the run before anything is written.
-    train_feats, test_feats = cached_together(
-        cache_dir, "features",
-        [{**inputs, "split": "train"}, {**inputs, "split": "test"}],
-        [features("train"), features("test")],
+    splits = ("train", "test", "val") if bundle.val is not None else ("train", "test")
+    feats = cached_together(
+        cache_dir, "features", [{**inputs, "split": split} for split in splits],
+        [features(split) for split in splits], code=code,
     )
+    train_feats, test_feats = feats[0], feats[1]
+    val_feats = feats[2] if bundle.val is not None else None
+    val_labels = torch.tensor(bundle.val.labels) if bundle.val is not None else None
     return Prepared(
         exp, bundle, backbone, train_feats, torch.tensor(bundle.train.labels),
-        test_feats, torch.tensor(bundle.test.labels), inputs,
+        test_feats, torch.tensor(bundle.test.labels), inputs, val_feats, val_labels,
     )
 
 
@@ -210,26 +238,27 @@ def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtef
         )
         return {"state_dict": model.state_dict(), "history": history}
 
-    stored = cached(prep.cache_dir, "base_model", model_inputs, train)
+    stored = cached(prep.cache_dir, "base_model", model_inputs, train, code=code_fingerprint(*BASE_CODE))
     model = BaseModel(copy.deepcopy(prep.backbone.tail), prep.backbone.feature_channels, prep.num_classes)
     model.load_state_dict(stored["state_dict"])
     model.eval()
     cam_inputs = {**model_inputs, "cam_target": base_cfg.cam_target}
 
+    splits = ("train", "val", "test") if prep.val_feats is not None else ("train", "test")
+
     def cams() -> dict[str, torch.Tensor]:
         return {
-            split: gradcam_maps(model, feats, labels, base_cfg.cam_target, progress=progress)
-            for split, feats, labels in (
-                ("train", prep.train_feats, prep.train_labels),
-                ("test", prep.test_feats, prep.test_labels),
-            )
+            split: gradcam_maps(model, *prep.split(split), base_cfg.cam_target, progress=progress)
+            for split in splits
         }
 
-    maps = cached(prep.cache_dir, "gradcam", cam_inputs, cams)
-    return BaseArtefacts(model, stored["history"], maps["train"], maps["test"], cam_inputs)
+    maps = cached(prep.cache_dir, "gradcam", cam_inputs, cams, code=code_fingerprint(*GRADCAM_CODE))
+    return BaseArtefacts(
+        model, stored["history"], maps["train"], maps["test"], cam_inputs, maps.get("val")
+    )
 
 
-ExplainFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+ExplainFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 def evaluate(
@@ -237,33 +266,38 @@ def evaluate(
     prep: Prepared,
     base: BaseArtefacts,
     batch_size: int = 50,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Accuracy and IoU coverage of an explainer on the (unflipped) test images.
+    """Accuracy and IoU coverage of an explainer on the (unflipped) images of ``split``.
 
     Args:
-        explain: (trunk [B, Ct, h, w], index [B]) -> (logits [B, C], word maps [B, m, h, w]).
+        explain: (trunk [B, Ct, h, w], index [B], split) -> (logits [B, C], word maps [B, m, h, w]);
+            ``index`` indexes the images of ``split``.
+        split: ``test`` (reported numbers) or ``val`` (every choice of defaults).
     Returns:
         accuracy, iou (at eval.quantile), iou_q<q> for each swept quantile,
         iou_reference (the reference code's low-region variant at eval.quantile),
         and per-image IoU at eval.quantile.
     """
     ev = prep.exp.run.eval
+    feats_all, labels = prep.split(split)
+    cams_all = base.cams(split)
     quantiles = sorted({*ev.quantiles, ev.quantile})
     metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
     reference = IoUCoverage(q=ev.quantile, size=ev.eval_size, variant="reference")
     logits_all, ious = [], {q: [] for q in quantiles}
     ref_ious = []
-    for start in range(0, prep.test_feats.shape[0], batch_size):
-        index = torch.arange(start, min(start + batch_size, prep.test_feats.shape[0]))
-        logits, maps = explain(prep.test_feats[index, 0].float(), index)
-        cams = base.test_cams[index, 0]
+    for start in range(0, feats_all.shape[0], batch_size):
+        index = torch.arange(start, min(start + batch_size, feats_all.shape[0]))
+        logits, maps = explain(feats_all[index, 0].float(), index, split)
+        cams = cams_all[index, 0]
         logits_all.append(logits.detach())
         for q in quantiles:
             ious[q].append(metrics[q](cams, maps.detach()))
         ref_ious.append(reference(cams, maps.detach()))
     logits = torch.cat(logits_all)
     result: dict[str, Any] = {
-        "accuracy": accuracy(logits, prep.test_labels),
+        "accuracy": accuracy(logits, labels),
         "iou": torch.cat(ious[ev.quantile]).mean().item(),
         "iou_reference": torch.cat(ref_ious).mean().item(),
         "per_image_iou": torch.cat(ious[ev.quantile]).tolist(),
@@ -284,7 +318,8 @@ def method_inputs(prep: Prepared, base: BaseArtefacts, method: str, seed: int) -
         own = {"prototree": to_dict(dataclasses.replace(exp.prototree, seed=seed)), "tail_init": exp.run.lvw.tail_init}
     if method == "srae":
         own = {"srae": to_dict(dataclasses.replace(exp.srae, seed=seed))}
-    return {**base.inputs, "method": method, "seed": seed, **own}
+    code = code_fingerprint(*METHOD_CODE[method]) if METHOD_CODE[method] else None
+    return {**base.inputs, "method": method, "seed": seed, **own, "method_code": code}
 
 
 def lvw_config(exp: Experiment, method: str, seed: int):
@@ -333,7 +368,10 @@ def run_method(prep: Prepared, base: BaseArtefacts, method: str, seed: int, prog
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     inputs = method_inputs(prep, base, method, seed)
-    return cached(prep.cache_dir, "results", inputs, lambda: _run(prep, base, method, seed, progress))
+    return cached(
+        prep.cache_dir, "results", inputs, lambda: _run(prep, base, method, seed, progress),
+        code=code_fingerprint(*RESULT_CODE),
+    )
 
 
 Fitted = tuple[ExplainFn, dict[str, Any]]
@@ -341,12 +379,12 @@ Fitted = tuple[ExplainFn, dict[str, Any]]
 
 def _fit_base(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
     # The base model explained by its own Grad-CAM: IoU 1 by construction, computed anyway.
-    return (lambda x, index: (base.model(x), base.test_cams[index, 0][:, None])), {}
+    return (lambda x, index, split="test": (base.model(x), base.cams(split)[index, 0][:, None])), {}
 
 
 def _words_explainer(prep: Prepared, model: PrototypeNet) -> ExplainFn:
     m = prep.exp.run.eval.top_m
-    return lambda x, index: model.explain(x, m)
+    return lambda x, index, split="test": model.explain(x, m)
 
 
 def _fit_prototype_net(method: str) -> Callable[..., Fitted]:
@@ -381,7 +419,7 @@ def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: boo
         prep.num_classes, dataclasses.replace(prep.exp.prototree, seed=seed), progress=progress,
     )
     m = prep.exp.run.eval.top_m
-    return (lambda x, index: tree.explain(x, m)), {"summary": tree.summary}
+    return (lambda x, index, split="test": tree.explain(x, m)), {"summary": tree.summary}
 
 
 def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
@@ -391,7 +429,7 @@ def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) ->
         "faithfulness": faithfulness_metrics(srae, base.model, prep.test_feats),
         "orthogonality": orthogonality_metrics(srae, base.model, prep.test_feats, prep.test_labels),
     }
-    return (lambda x, index: srae.explain(x)), extra
+    return (lambda x, index, split="test": srae.explain(x)), extra
 
 
 FITTERS: dict[str, Callable[..., Fitted]] = {
@@ -409,6 +447,10 @@ def _run(prep: Prepared, base: BaseArtefacts, method: str, seed: int, progress: 
     seed_everything(seed)
     explain, extra = FITTERS[method](prep, base, seed, progress)
     result = evaluate(explain, prep, base)
+    if prep.val_feats is not None:
+        # Validation numbers, for every choice of defaults; test stays for reporting.
+        val = evaluate(explain, prep, base, split="val")
+        result["val"] = {k: v for k, v in val.items() if k != "per_image_iou"}
     result.update(method=method, seed=seed, **extra)
     return result
 
@@ -422,3 +464,17 @@ def run_all(exp: Experiment, progress: bool = True) -> list[dict[str, Any]]:
         for method in exp.methods:
             rows.append(run_method(prep, base, method, seed, progress))
     return rows
+
+
+def load_experiment(params_file: str | Path, dataset: str | None = None) -> Experiment:
+    """Read, check and build the :class:`Experiment` of a params yaml (relative to the project).
+
+    Every ValueError names the file (the schema's ConfigError does already).
+    """
+    path = resolve(params_file)
+    try:
+        return experiment_from_params(load_params(path), dataset, source=params_file)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ValueError(f"{params_file}: {err}") from err

@@ -166,7 +166,12 @@ def environment() -> dict[str, Any]:
 
 
 class RunRecord:
-    """Context manager writing ``<folder>/run.json`` with config, environment and wall time."""
+    """Context manager writing ``<folder>/run.json`` with config, environment and wall time.
+
+    It also lists the cache lookups made inside the block (:func:`lvwlib.cache.cache_events`):
+    for each artefact whether it was computed now or read from the cache, and the git
+    commit and wall time of the computation that produced it.
+    """
 
     def __init__(self, folder: str | Path, config: dict[str, Any], name: str = "run.json") -> None:
         self.path = Path(folder) / name
@@ -174,6 +179,9 @@ class RunRecord:
         self.extra: dict[str, Any] = {}
 
     def __enter__(self) -> RunRecord:
+        from lvwlib.cache import cache_events  # late: cache imports this module
+
+        self._events_before = len(cache_events())
         self.start = time.time()
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return self
@@ -181,6 +189,9 @@ class RunRecord:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             return
+        from lvwlib.cache import cache_events
+
+        events = cache_events()[self._events_before :]
         write_json(
             self.path,
             {
@@ -188,6 +199,14 @@ class RunRecord:
                 "started": self.started,
                 "wall_time_s": round(time.time() - self.start, 2),
                 **environment(),
+                # Which artefacts came from the cache, and the commit and wall time of
+                # the run that computed each (a replay's own wall time says little).
+                "cache": {
+                    "entries": events,
+                    "hits": sum(e["hit"] for e in events),
+                    "computed": sum(not e["hit"] for e in events),
+                    "computed_wall_time_s": round(sum(e.get("wall_time_s", 0.0) for e in events), 2),
+                },
                 **self.extra,
             },
         )

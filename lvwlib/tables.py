@@ -48,11 +48,16 @@ ROW_ORDER = ["Base + Grad-CAM", "ProtoPNet", "ProtoTree", "ProtoPShare", "LVW w/
 
 
 def long_rows(dataset: str, results: list[dict[str, Any]], labels: dict[str, str]) -> pd.DataFrame:
-    """Long format: one row per (dataset, method, seed) with accuracy and IoU (q = 50)."""
+    """Long format: one row per (dataset, method, seed) with test accuracy and IoU (q = 50).
+
+    ``val_accuracy`` / ``val_iou`` (the validation split, used for every choice of
+    defaults) are added when the results have them.
+    """
     return pd.DataFrame(
         [
             {"dataset": dataset, "method": labels[r["method"]], "seed": r["seed"],
-             "accuracy": r["accuracy"], "iou": r["iou"]}
+             "accuracy": r["accuracy"], "iou": r["iou"],
+             **({"val_accuracy": r["val"]["accuracy"], "val_iou": r["val"]["iou"]} if "val" in r else {})}
             for r in results
         ]
     )

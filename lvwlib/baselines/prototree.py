@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -605,6 +606,8 @@ def train_prototree(
     cfg: ProtoTreeConfig | None = None,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    evaluate: Callable[[ProtoTree], dict[str, float]] | None = None,
+    eval_every: int = 10,
 ) -> ProtoTree:
     """Train, prune and project a ProtoTree on cached trunk features.
 
@@ -614,6 +617,9 @@ def train_prototree(
         labels: [N] long.
         num_classes: C.
         cfg: :class:`ProtoTreeConfig`.
+        evaluate: called with the (soft, unpruned) tree in eval mode every ``eval_every``
+            epochs and after the last; its dict joins that epoch's history row (e.g.
+            validation accuracy, for a curve of accuracy against epochs).
     Returns the model in eval mode; ``model.summary`` holds prototypes/leaves before
     and after pruning, depth, greedy path lengths, per-epoch loss and accuracy.
     """
@@ -668,6 +674,10 @@ def train_prototree(
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
         sched.step()
         history.append({"epoch": epoch + 1, "loss": total_loss / seen, "train_acc_soft": correct / seen})
+        if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs):
+            model.eval()
+            with torch.no_grad():
+                history[-1].update(evaluate(model))
     for p in model.tail.parameters():
         p.requires_grad_(True)
     model.eval()

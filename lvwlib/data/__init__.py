@@ -50,7 +50,7 @@ from .images import (
 )
 from .manifest import MANIFEST_NAME, SKIP_HASH_ENV, ManifestEntry, read_manifest, verify_manifest
 from .registry import DATASETS, DatasetSpec, describe_datasets, load_dataset
-from .splits import split_per_class, subsample_per_class
+from .splits import carve_validation, split_per_class, subsample_per_class
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "to_rgb",
     "read_manifest",
     "scan_class_folders",
+    "carve_validation",
     "split_per_class",
     "subsample_per_class",
     "verify_manifest",

@@ -28,6 +28,7 @@ class DatasetBundle:
     classes: list[str]
     image_size: int
     heldout: LabelledImageDataset | None = None
+    val: LabelledImageDataset | None = None  # carved from the training images; None if val_fraction 0
     heldout_classes: list[str] = field(default_factory=list)
     root: str | None = None
     human_names: dict[str, str] = field(default_factory=dict)
@@ -48,6 +49,7 @@ class DatasetBundle:
             "train": _fingerprint_items(self.train),
             "test": _fingerprint_items(self.test),
             "heldout": _fingerprint_items(self.heldout) if self.heldout is not None else None,
+            "val": _fingerprint_items(self.val) if self.val is not None else None,
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
@@ -55,8 +57,9 @@ class DatasetBundle:
     def summary(self) -> str:
         """One line: name, classes and split sizes."""
         held = f", {len(self.heldout)} held-out test images" if self.heldout is not None else ""
+        val = f"{len(self.val)} val, " if self.val is not None else ""
         return (
-            f"{self.name}: {len(self.classes)} classes, {len(self.train)} train, "
+            f"{self.name}: {len(self.classes)} classes, {len(self.train)} train, {val}"
             f"{len(self.test)} test images{held}, {self.image_size}px"
         )
 

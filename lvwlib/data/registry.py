@@ -13,7 +13,7 @@ from .bundle import DatasetBundle
 from .errors import DatasetNotFoundError
 from .folders import _load_class_folders, _offline_loader
 from .paper_sets import _load_awa2, _load_stanford_dogs, _torchvision_loader
-from .splits import _restrict, _Splits, _validate_holdout, subsample_per_class
+from .splits import _restrict, _Splits, _validate_holdout, carve_validation, subsample_per_class
 from .synthetic import _load_synthetic
 
 
@@ -144,7 +144,15 @@ def load_dataset(cfg: DataConfig) -> DatasetBundle:
             "a classifier needs at least 2 class folders"
         )
     heldout_classes = [c for c in classes if c in held]
-    train = subsample_per_class(_restrict(splits.train, keep), cfg.max_per_class, cfg.seed, "train")
+    # Validation is carved from the whole training pool before the cap, so the
+    # capped training set never contains a validation image (tuning only; test is
+    # used once per reported number).
+    train_pool, val_pool = carve_validation(_restrict(splits.train, keep), cfg.val_fraction, cfg.seed)
+    train = subsample_per_class(train_pool, cfg.max_per_class, cfg.seed, "train")
+    val = (
+        subsample_per_class(val_pool, cfg.max_val_per_class, cfg.seed, "val")
+        if val_pool is not None else None
+    )
     test = subsample_per_class(
         _restrict(splits.test, keep), cfg.max_test_per_class, cfg.seed, "test"
     )
@@ -157,6 +165,7 @@ def load_dataset(cfg: DataConfig) -> DatasetBundle:
         name=name,
         train=train,
         test=test,
+        val=val,
         classes=keep,
         image_size=cfg.image_size,
         heldout=heldout,

@@ -43,6 +43,37 @@ def split_per_class(
     return train, test
 
 
+def carve_validation(
+    ds: LabelledImageDataset, fraction: float, seed: int
+) -> tuple[LabelledImageDataset, LabelledImageDataset | None]:
+    """Seeded, stratified (train, validation) split of a training set.
+
+    Each class gives round(fraction * n) of its n images to validation (at
+    least 1 when fraction > 0 and n >= 2, never all of them), drawn with a seed
+    per (seed, class name), so holding a class out or adding one does not move
+    the others. Both parts keep the original order. fraction 0: no validation.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return ds, None
+    by_class: dict[int, list[int]] = {}
+    for i, lab in enumerate(ds.labels):
+        by_class.setdefault(lab, []).append(i)
+    val_positions: set[int] = set()
+    for lab, positions in by_class.items():
+        n = len(positions)
+        n_val = min(n - 1, max(1, round(fraction * n))) if n >= 2 else 0
+        order = list(positions)
+        random.Random(_seed_int(seed, "val", ds.classes[lab])).shuffle(order)
+        val_positions.update(order[:n_val])
+    train_idx = [i for i in range(len(ds.labels)) if i not in val_positions]
+    val_idx = sorted(val_positions)
+    train = ds.subset(train_idx, [ds.labels[i] for i in train_idx], ds.classes)
+    val = ds.subset(val_idx, [ds.labels[i] for i in val_idx], ds.classes)
+    return train, val
+
+
 @dataclass
 class _Splits:
     """What a loader returns, before hold-out and subsampling."""

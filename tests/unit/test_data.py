@@ -90,7 +90,7 @@ def test_class_folders_labels_ids_and_tensors(tmp_path: Path) -> None:
     write_image(root / "train" / "ant" / "upper.JPG", (1, 2, 3), fmt="JPEG")  # case-insensitive
     (root / "classes.json").write_text(json.dumps({"ant": "Ant (insect)"}))
 
-    b = D.load_dataset(DataConfig(name="folder", root=str(root), image_size=16))
+    b = D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root), image_size=16))
     assert b.classes == ["ant", "bee", "cat"]
     assert b.name == "mine"
     assert len(b.train) == 10 and len(b.test) == 6
@@ -112,7 +112,7 @@ def test_class_folders_labels_ids_and_tensors(tmp_path: Path) -> None:
     assert torch.allclose(x[:, 0, 0], torch.tensor([40, 10, 200]) / 255.0, atol=1e-6)
 
     # A directory path as data.name works the same way.
-    same = D.load_dataset(DataConfig(name=str(root), image_size=16))
+    same = D.load_dataset(DataConfig(val_fraction=0.0, name=str(root), image_size=16))
     assert same.train.ids == b.train.ids and same.fingerprint() == b.fingerprint()
 
 
@@ -120,7 +120,7 @@ def test_val_folder_is_accepted_as_test(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     make_class_folders(root / "train", {"a": 2, "b": 2})
     make_class_folders(root / "val", {"a": 1, "b": 1})
-    b = D.load_dataset(DataConfig(name="folder", root=str(root), image_size=8))
+    b = D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root), image_size=8))
     assert b.test.ids == ["val/a/img_00.png", "val/b/img_00.png"]
 
 
@@ -128,7 +128,7 @@ def test_corrupt_image_error_names_the_file(tmp_path: Path) -> None:
     root = make_split_dataset(tmp_path / "ds")
     bad = root / "train" / "bee" / "img_01.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
-    b = D.load_dataset(DataConfig(name="folder", root=str(root), image_size=8))
+    b = D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root), image_size=8))
     index = b.train.ids.index("train/bee/img_01.png")
     with pytest.raises(D.CorruptImageError, match="img_01.png") as info:
         b.train[index]
@@ -138,7 +138,7 @@ def test_corrupt_image_error_names_the_file(tmp_path: Path) -> None:
 
 def test_missing_dataset_errors_say_where_and_how(tmp_path: Path) -> None:
     with pytest.raises(D.DatasetNotFoundError) as info:
-        D.load_dataset(DataConfig(name="imagenette"))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="imagenette"))
     msg = str(info.value)
     assert str(tmp_path / "data_root" / "imagenette") in msg
     assert "make data" in msg and "LVW_DATA" in msg and "../shared/datasets/imagenette" in msg
@@ -146,14 +146,14 @@ def test_missing_dataset_errors_say_where_and_how(tmp_path: Path) -> None:
 
     missing = tmp_path / "nowhere"
     with pytest.raises(D.DatasetNotFoundError, match="nowhere"):
-        D.load_dataset(DataConfig(name="folder", root=str(missing)))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(missing)))
     with pytest.raises(D.DatasetNotFoundError, match="nowhere"):
-        D.load_dataset(DataConfig(name=str(missing)))
+        D.load_dataset(DataConfig(val_fraction=0.0, name=str(missing)))
 
 
 def test_unknown_name_lists_registered_datasets() -> None:
     with pytest.raises(ValueError, match="unknown dataset 'imagenet_mini'") as info:
-        D.load_dataset(DataConfig(name="imagenet_mini"))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="imagenet_mini"))
     for name in ("imagenette", "stl10", "stanford_dogs", "awa2", "synthetic"):
         assert name in str(info.value)
     assert all(spec.description and spec.obtain for spec in D.DATASETS.values())
@@ -165,7 +165,7 @@ def test_max_per_class_is_seeded_and_sorted(tmp_path: Path) -> None:
     make_class_folders(root / "test", {"a": 4, "b": 4})
 
     def load(**kw: object) -> D.DatasetBundle:
-        return D.load_dataset(DataConfig(name="folder", root=str(root), image_size=8, **kw))
+        return D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root), image_size=8, **kw))
 
     one = load(max_per_class=3, max_test_per_class=2, seed=1)
     again = load(max_per_class=3, max_test_per_class=2, seed=1)
@@ -185,16 +185,16 @@ def test_max_per_class_is_seeded_and_sorted(tmp_path: Path) -> None:
 
 def test_fingerprint_follows_file_content_size(tmp_path: Path) -> None:
     root = make_split_dataset(tmp_path / "ds")
-    cfg = DataConfig(name="folder", root=str(root), image_size=8)
+    cfg = DataConfig(val_fraction=0.0, name="folder", root=str(root), image_size=8)
     before = D.load_dataset(cfg).fingerprint()
     write_image(root / "train" / "ant" / "img_00.png", (1, 2, 3), size=12)
     assert D.load_dataset(cfg).fingerprint() != before
-    assert D.load_dataset(DataConfig(name="folder", root=str(root), image_size=16)).fingerprint()
+    assert D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root), image_size=16)).fingerprint()
 
 
 def test_holdout_classes(tmp_path: Path) -> None:
     root = make_split_dataset(tmp_path / "ds", train=3, test=2)
-    cfg = DataConfig(name="folder", root=str(root), image_size=8, holdout_classes=("bee",))
+    cfg = DataConfig(val_fraction=0.0, name="folder", root=str(root), image_size=8, holdout_classes=("bee",))
     b = D.load_dataset(cfg)
     assert b.classes == ["ant", "cat"] and b.train.classes == ["ant", "cat"]
     assert b.heldout_classes == ["bee"]
@@ -206,13 +206,13 @@ def test_holdout_classes(tmp_path: Path) -> None:
     assert set(b.human_names) == {"ant", "bee", "cat"}
 
     with pytest.raises(ValueError, match="known classes: ant, bee, cat"):
-        D.load_dataset(DataConfig(name="folder", root=str(root), holdout_classes=("dog",)))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root), holdout_classes=("dog",)))
 
 
 def test_single_folder_split_per_class(tmp_path: Path) -> None:
     root = tmp_path / "flat"
     make_class_folders(root, {"x": 10, "y": 5})
-    cfg = DataConfig(name=str(root), image_size=8, split_fraction=0.2, seed=3)
+    cfg = DataConfig(val_fraction=0.0, name=str(root), image_size=8, split_fraction=0.2, seed=3)
     b = D.load_dataset(cfg)
     assert b.classes == ["x", "y"]
     assert b.test.labels == [0, 0, 1] and b.train.labels == [0] * 8 + [1] * 4
@@ -222,7 +222,7 @@ def test_single_folder_split_per_class(tmp_path: Path) -> None:
     )
     assert b.train.ids == sorted(b.train.ids)
     assert D.load_dataset(cfg).test.ids == b.test.ids  # seeded
-    other = D.load_dataset(DataConfig(name=str(root), image_size=8, split_fraction=0.2, seed=4))
+    other = D.load_dataset(DataConfig(val_fraction=0.0, name=str(root), image_size=8, split_fraction=0.2, seed=4))
     assert other.test.ids != b.test.ids
 
 
@@ -231,13 +231,13 @@ def test_train_test_class_mismatch_and_empty_class(tmp_path: Path) -> None:
     make_class_folders(root / "train", {"a": 2, "b": 2, "c": 2})
     make_class_folders(root / "test", {"a": 1, "b": 1})
     with pytest.raises(ValueError, match="wrong number of classes") as info:
-        D.load_dataset(DataConfig(name="folder", root=str(root)))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root)))
     assert "['c']" in str(info.value)
 
     (root / "test" / "c").mkdir()
     (root / "test" / "c" / "readme.txt").write_text("no images here")
     with pytest.raises(ValueError, match="holds no images"):
-        D.load_dataset(DataConfig(name="folder", root=str(root)))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="folder", root=str(root)))
 
 
 # --------------------------------------------------------------------------- manifest
@@ -250,7 +250,7 @@ def test_manifest_verification_and_cached_verdict(
     root = make_split_dataset(tmp_path / "data_root" / "flowers17", train=2, test=1)
     (root / "classes.json").write_text(json.dumps({"ant": "ant"}))
     write_manifest(root)
-    cfg = DataConfig(name="flowers17", image_size=8)
+    cfg = DataConfig(val_fraction=0.0, name="flowers17", image_size=8)
 
     b = D.load_dataset(cfg)
     assert len(b.train) == 6 and b.root == str(root.resolve())
@@ -319,7 +319,7 @@ def test_stanford_dogs_layout(tmp_path: Path) -> None:
         labels = np.array(split_labels[split], dtype=np.uint8)[:, None]
         scipy.io.savemat(root / f"{split}_list.mat", {"file_list": cells, "labels": labels})
 
-    b = D.load_dataset(DataConfig(name="stanford_dogs", root=str(root), image_size=8))
+    b = D.load_dataset(DataConfig(val_fraction=0.0, name="stanford_dogs", root=str(root), image_size=8))
     assert b.classes == breeds
     assert b.train.labels == [0, 0, 1, 1] and b.test.labels == [0, 1]
     assert b.test.ids == [
@@ -330,7 +330,7 @@ def test_stanford_dogs_layout(tmp_path: Path) -> None:
     assert b.train[3][0].shape == (3, 8, 8)
 
     with pytest.raises(D.DatasetNotFoundError, match="train_list.mat"):
-        D.load_dataset(DataConfig(name="stanford_dogs", root=str(tmp_path / "empty")))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="stanford_dogs", root=str(tmp_path / "empty")))
 
 
 @pytest.mark.parametrize("nested", [True, False])
@@ -343,7 +343,7 @@ def test_awa2_layout(tmp_path: Path, nested: bool) -> None:
     make_class_folders(
         base / "JPEGImages", {"zebra": 5, "antelope": 5, "grizzly+bear": 5}, ".jpg", "JPEG"
     )
-    cfg = DataConfig(name="awa2", root=str(root), image_size=8, split_fraction=0.4, seed=0)
+    cfg = DataConfig(val_fraction=0.0, name="awa2", root=str(root), image_size=8, split_fraction=0.4, seed=0)
     b = D.load_dataset(cfg)
     assert b.classes == ["zebra", "antelope", "grizzly+bear"]
     assert b.test.labels == [0, 0, 1, 1, 2, 2] and len(b.train) == 9
@@ -355,14 +355,14 @@ def test_awa2_layout(tmp_path: Path, nested: bool) -> None:
     assert D.load_dataset(cfg).test.ids == b.test.ids
 
     with pytest.raises(D.DatasetNotFoundError, match="JPEGImages"):
-        D.load_dataset(DataConfig(name="awa2", root=str(tmp_path / "none")))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="awa2", root=str(tmp_path / "none")))
 
 
 def test_torchvision_set_missing_fails_fast_without_download(tmp_path: Path) -> None:
     for name, sub in [("stl10", "stl10_binary"), ("pets", "oxford-iiit-pet")]:
         start = time.perf_counter()
         with pytest.raises(D.DatasetNotFoundError) as info:
-            D.load_dataset(DataConfig(name=name))
+            D.load_dataset(DataConfig(val_fraction=0.0, name=name))
         assert time.perf_counter() - start < 5.0
         msg = str(info.value)
         assert str(tmp_path / "data_root" / name / sub) in msg and "data.download: true" in msg
@@ -371,7 +371,7 @@ def test_torchvision_set_missing_fails_fast_without_download(tmp_path: Path) -> 
     broken = tmp_path / "flowers"
     (broken / "flowers-102").mkdir(parents=True)
     with pytest.raises(D.DatasetNotFoundError, match="flowers-102"):
-        D.load_dataset(DataConfig(name="flowers102", root=str(broken)))
+        D.load_dataset(DataConfig(val_fraction=0.0, name="flowers102", root=str(broken)))
 
 
 def test_torchvision_adapter_on_a_tiny_pets_layout(tmp_path: Path) -> None:
@@ -386,7 +386,7 @@ def test_torchvision_adapter_on_a_tiny_pets_layout(tmp_path: Path) -> None:
     for split, lines in rows.items():
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
 
-    b = D.load_dataset(DataConfig(name="pets", root=str(tmp_path / "pets"), image_size=8))
+    b = D.load_dataset(DataConfig(val_fraction=0.0, name="pets", root=str(tmp_path / "pets"), image_size=8))
     assert b.classes == ["Abyssinian", "American Bulldog"]
     assert b.train.labels == [0, 0, 1, 1] and b.test.labels == [0, 1]
     assert b.test.ids == [
@@ -396,7 +396,7 @@ def test_torchvision_adapter_on_a_tiny_pets_layout(tmp_path: Path) -> None:
     x, y = b.test[1]
     assert x.shape == (3, 8, 8) and x.dtype == torch.float32 and y == 1
     small = D.load_dataset(
-        DataConfig(name="pets", root=str(tmp_path / "pets"), image_size=8, max_per_class=1)
+        DataConfig(val_fraction=0.0, name="pets", root=str(tmp_path / "pets"), image_size=8, max_per_class=1)
     )
     assert len(small.train) == 2 and small.fingerprint() != b.fingerprint()
 
@@ -405,7 +405,7 @@ def test_torchvision_adapter_on_a_tiny_pets_layout(tmp_path: Path) -> None:
 
 
 def test_synthetic_shapes_and_determinism() -> None:
-    cfg = DataConfig(name="synthetic", image_size=32, seed=0)
+    cfg = DataConfig(val_fraction=0.0, name="synthetic", image_size=32, seed=0)
     b = D.load_dataset(cfg)
     assert b.classes == ["square", "disc", "bar"] and b.root is None
     assert len(b.train) == 36 and len(b.test) == 18
@@ -423,16 +423,16 @@ def test_synthetic_shapes_and_determinism() -> None:
     again = D.load_dataset(cfg)
     assert torch.equal(again.train.images, b.train.images)
     assert again.fingerprint() == b.fingerprint()
-    other = D.load_dataset(DataConfig(name="synthetic", image_size=32, seed=1))
+    other = D.load_dataset(DataConfig(val_fraction=0.0, name="synthetic", image_size=32, seed=1))
     assert not torch.equal(other.train.images, b.train.images)
     assert other.fingerprint() != b.fingerprint()
 
     small = D.load_dataset(
-        DataConfig(name="synthetic", image_size=32, max_per_class=4, max_test_per_class=2)
+        DataConfig(val_fraction=0.0, name="synthetic", image_size=32, max_per_class=4, max_test_per_class=2)
     )
     assert len(small.train) == 12 and len(small.test) == 6
     assert small.fingerprint() != b.fingerprint()
-    held = D.load_dataset(DataConfig(name="synthetic", image_size=32, holdout_classes=("bar",)))
+    held = D.load_dataset(DataConfig(val_fraction=0.0, name="synthetic", image_size=32, holdout_classes=("bar",)))
     assert held.classes == ["square", "disc"] and held.heldout is not None
     assert len(held.heldout) == 6 and held.heldout.labels == [0] * 6
 
@@ -463,3 +463,27 @@ def test_shared_flowers17(monkeypatch: pytest.MonkeyPatch) -> None:
     assert b.human_names["01_daffodil"] == "daffodil"
     x, y = b.train[0]
     assert x.shape == (3, 32, 32) and y == 0
+
+
+def test_validation_is_carved_from_train_stratified_seeded_and_disjoint(tmp_path):
+    root = tmp_path / "folders"
+    for c, n in (("ant", 10), ("bee", 5), ("cat", 1)):
+        (root / "train" / c).mkdir(parents=True)
+        (root / "test" / c).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (4, 4), (i, 0, 0)).save(root / "train" / c / f"{i}.png")
+        Image.new("RGB", (4, 4)).save(root / "test" / c / "t.png")
+    cfg = DataConfig(name=str(root), image_size=8, val_fraction=0.2)
+    b = D.load_dataset(cfg)
+    # round(0.2 * 10) = 2, round(0.2 * 5) = 1, a class of one image keeps it for training
+    assert sorted(b.val.labels) == [0, 0, 1]
+    assert len(b.train) == 8 + 4 + 1
+    assert set(b.val.ids).isdisjoint(b.train.ids)
+    again = D.load_dataset(cfg)
+    assert again.val.ids == b.val.ids  # seeded
+    other = D.load_dataset(DataConfig(name=str(root), image_size=8, val_fraction=0.2, seed=1))
+    assert other.val.ids != b.val.ids or len(b.val) < 3
+    # the cap applies after carving: no validation image can enter training
+    capped = D.load_dataset(DataConfig(name=str(root), image_size=8, val_fraction=0.2, max_per_class=3))
+    assert set(capped.val.ids) == set(b.val.ids) and set(capped.train.ids).isdisjoint(b.val.ids)
+    assert D.load_dataset(DataConfig(name=str(root), image_size=8, val_fraction=0.0)).val is None

@@ -171,8 +171,9 @@ def test_killed_reproduce_resumes_to_the_same_table(tmp_path):
     log = tmp_path / "make.log"
     old_umask = os.umask(0o022)
     try:
-        # `make data` once here: two concurrent runs would race to create the same links
-        subprocess.run(["make", "data"], cwd=project_root(), env=env, check=True, capture_output=True)
+        # `make venv data` once here: two concurrent runs would race to reinstall the
+        # package (after an edit of pyproject.toml) and to create the same links
+        subprocess.run(["make", "venv", "data"], cwd=project_root(), env=env, check=True, capture_output=True)
         # the reference, uninterrupted, runs beside the chain (its own cache and results)
         ref_results, ref_log = tmp_path / "ref_results", tmp_path / "ref.log"
         ref = _make_reproduce(params_with_cache("ref_cache"), link, ref_results, env, ref_log)

@@ -11,12 +11,18 @@ SHARED ?= ../shared/datasets
 KERNEL := lvw
 PAPERMILL = $(BIN)/papermill --kernel $(KERNEL) --cwd notebooks --log-output
 PYTEST_ARGS ?=
+# Table 1 cells run in parallel before the notebooks (lvwlib.cells): WORKERS processes x THREADS
+# torch threads each, on EXECUTOR (local | submitit-local | slurm). WORKERS defaults to the cores.
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+THREADS ?= 1
+EXECUTOR ?= local
 
-.PHONY: help venv data test unit notebooks-test lint reproduce table1 clean-cache
+.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params clean-cache
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
 	@echo "make reproduce  - every notebook on $(DATASETS) with $(PARAMS); writes $(RESULTS)/"
+	@echo "make cells      - only the Table 1 cells, $(WORKERS) processes x $(THREADS) threads on $(EXECUTOR) (fills cache/)"
 	@echo "make data       - link $(SHARED)/<name> into data/"
 	@echo "make lint       - ruff"
 
@@ -55,14 +61,14 @@ test: $(STAMP) data
 	cd notebooks && ../$(BIN)/python -m pytest --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider -q .
 
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.
+# The params are checked first; the cells fill the caches in parallel; the notebooks then only load.
 # A dataset is a registry name or a path to class folders; its outputs are named by
 # `python -m lvwlib.names name` (a path -> <base name>-<hash>) and stay under $(RESULTS).
 # papermill writes its output notebook cell by cell, so each notebook is written to
 # .<name>.part.ipynb and renamed on success (removed on an error: papermill prints it):
 # a killed run leaves no half-written notebook under its final name, and the next run
 # removes the partial ones and the temporary files of killed writers (lvwlib.records).
-reproduce: $(STAMP) data
-	$(BIN)/python -m lvwlib.schema $(PARAMS)
+reproduce: $(STAMP) data check-params cells
 	@mkdir -p $(RESULTS)/notebooks
 	rm -f $(RESULTS)/notebooks/.*.part.ipynb
 	$(BIN)/python -m lvwlib.records clean $(RESULTS)
@@ -81,6 +87,12 @@ table1: $(STAMP)
 	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False \
 	  || { rm -f $(RESULTS)/notebooks/.03_table1.part.ipynb; exit 1; }
 	mv -f $(RESULTS)/notebooks/.03_table1.part.ipynb $(RESULTS)/notebooks/03_table1.ipynb
+
+cells: $(STAMP) data check-params
+	$(BIN)/python -m lvwlib.cells --params $(PARAMS) --datasets $(DATASETS) --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)
+
+check-params: $(STAMP)
+	$(BIN)/python -m lvwlib.schema $(PARAMS)
 
 clean-cache:
 	rm -rf cache

@@ -15,11 +15,13 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -90,7 +92,52 @@ def cached(
     commit, dirty flag, wall time of the computation); every lookup is logged
     for :func:`cache_events`.
     """
-    return cached_together(cache_dir, kind, [inputs], [compute], enabled=enabled, code=code)[0]
+    if not enabled:
+        return compute()
+    if code is not None:
+        inputs = {**inputs, "code": code}
+    key = cache_key(inputs)
+    folder = Path(cache_dir) / kind
+    # Concurrent cells (lvwlib.cells) may ask for the same key: the lock makes
+    # check-compute-write one step, so a waiting process loads what the first wrote.
+    with key_lock(folder / key):
+        return _cached_unlocked(cache_dir, kind, inputs, compute, key=key, folder=folder)
+
+
+def key_lock(stem: str | Path) -> FileLock:
+    """An inter-process lock for the artefact ``<stem>.*``: the file ``.<name>.lock`` beside it.
+
+    The lock file is left in place (empty): deleting it on release would let a
+    waiter lock the old inode while a newcomer locks a new file. An OS-level
+    lock is released when its process dies, so a crashed cell blocks nobody.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(stem.parent / f".{stem.name}.lock")
+
+
+def _cached_unlocked(
+    cache_dir: str | Path, kind: str, inputs: dict[str, Any], compute: Callable[[], Any], *, key: str, folder: Path
+) -> Any:
+    """The body of :func:`cached` (check, compute, write), called with the key's lock held."""
+    value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
+    if value_path.exists() and meta_path.exists():
+        stored = read_entry_meta(meta_path)
+        if stored.get("inputs") != _canonical(inputs):
+            raise StaleCacheError(
+                f"cache entry {value_path} was made from another config; "
+                f"delete it (or the folder {folder}) to recompute"
+            )
+        _EVENTS.append({"kind": kind, "key": key, "hit": True, **stored.get("provenance", {})})
+        return torch.load(value_path, map_location="cpu", weights_only=False)
+    start = time.perf_counter()
+    value = compute()
+    provenance = _provenance(time.perf_counter() - start)
+    save_with(value_path, lambda tmp: torch.save(value, tmp))
+    # The meta file is written last: an entry counts only once both files exist.
+    write_json(meta_path, {"inputs": _canonical(inputs), "provenance": provenance})
+    _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
+    return value
 
 
 def cached_together(
@@ -106,39 +153,34 @@ def cached_together(
 
     Entries found are loaded; the missing ones are computed in order, and only
     when every computation succeeded are they written (value, then its json):
-    an error in a later entry leaves the cache as it was.
+    an error in a later entry (an unreadable test image) leaves the cache as it
+    was. The keys' locks are held throughout, taken in sorted order.
     """
     if len(inputs) != len(computes):
         raise ValueError(f"{len(inputs)} inputs but {len(computes)} compute functions")
     if not enabled:
         return [compute() for compute in computes]
     folder = Path(cache_dir) / kind
-    values: list[Any] = []
-    missing: list[tuple[Path, Path, str, dict[str, Any], Any, dict[str, Any]]] = []
-    for entry, compute in zip(inputs, computes, strict=True):
-        if code is not None:
-            entry = {**entry, "code": code}
-        key = cache_key(entry)
-        value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
-        if value_path.exists() and meta_path.exists():
-            stored = read_entry_meta(meta_path)
-            if stored.get("inputs") != _canonical(entry):
-                raise StaleCacheError(
-                    f"cache entry {value_path} was made from another config; "
-                    f"delete it (or the folder {folder}) to recompute"
-                )
-            _EVENTS.append({"kind": kind, "key": key, "hit": True, **stored.get("provenance", {})})
-            values.append(torch.load(value_path, map_location="cpu", weights_only=False))
-        else:
+    entries = [{**entry, "code": code} if code is not None else entry for entry in inputs]
+    keys = [cache_key(entry) for entry in entries]
+    with ExitStack() as locks:
+        for key in sorted(set(keys)):
+            locks.enter_context(key_lock(folder / key))
+        values: list[Any] = []
+        missing: list[tuple[str, dict[str, Any], Any, dict[str, Any]]] = []
+        for key, entry, compute in zip(keys, entries, computes, strict=True):
+            if (folder / f"{key}.pt").exists() and (folder / f"{key}.json").exists():
+                # a hit: the same check, load and log as cached()
+                values.append(_cached_unlocked(cache_dir, kind, entry, compute, key=key, folder=folder))
+                continue
             start = time.perf_counter()
             values.append(compute())
-            provenance = _provenance(time.perf_counter() - start)
-            missing.append((value_path, meta_path, key, entry, values[-1], provenance))
-    for value_path, meta_path, key, entry, value, provenance in missing:
-        save_with(value_path, lambda tmp, v=value: torch.save(v, tmp))
-        # The meta file is written last: an entry counts only once both files exist.
-        write_json(meta_path, {"inputs": _canonical(entry), "provenance": provenance})
-        _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
+            missing.append((key, entry, values[-1], _provenance(time.perf_counter() - start)))
+        for key, entry, value, provenance in missing:
+            save_with(folder / f"{key}.pt", lambda tmp, v=value: torch.save(v, tmp))
+            # The meta file is written last: an entry counts only once both files exist.
+            write_json(folder / f"{key}.json", {"inputs": _canonical(entry), "provenance": provenance})
+            _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
     return values
 
 

@@ -104,6 +104,7 @@ def experiment_from_params(
     check_params(params, source)
     params = copy.deepcopy(params)
     per_dataset = params.pop("datasets", {}) or {}
+    params.pop("cells", None)  # how cells are run (lvwlib.cells.CellsConfig): never part of a result
     if dataset is not None:
         params = _deep_merge(params, per_dataset.get(dataset, {}))
         params.setdefault("data", {})["name"] = dataset

@@ -67,6 +67,10 @@ def _section_types() -> dict[str, Any]:
     hints = get_type_hints(RunConfig, include_extras=True)
     types: dict[str, Any] = {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
     types.update(EXTRA_SECTIONS)
+    from lvwlib.cells import CellsConfig  # late: lvwlib.cells imports the pipeline, which imports this
+
+    CellsConfig.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
+    types["cells"] = CellsConfig  # how cells run (never part of a result)
     types["protopnet"] = LVWConfig  # partial: overrides of LVWConfig fields
     types["seeds"] = list[int]
     types["methods"] = list[Literal[METHOD_NAMES]]  # type: ignore[valid-type]

@@ -13,6 +13,7 @@ matches, and refuses a checkpoint of another config.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lvwlib.batches import iterate_batches
-from lvwlib.cache import StaleCacheError
+from lvwlib.cache import StaleCacheError, key_lock
 from lvwlib.config import LVWConfig, to_dict
 from lvwlib.losses import alignment_loss, cluster_loss, l1_last_layer, separation_loss
 from lvwlib.model import PrototypeNet, log_similarity
@@ -57,6 +58,28 @@ def push_due(joint_epoch: int, cfg: LVWConfig) -> bool:
 
 
 def train_prototype_net(
+    model: PrototypeNet,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    cams: torch.Tensor | None,
+    cfg: LVWConfig,
+    checkpoint: str | Path | None = None,
+    evaluate: Callable[[PrototypeNet], dict[str, float]] | None = None,
+    progress: bool = True,
+) -> TrainState:
+    """Train ``model`` in place with the three-stage protocol (see :func:`_train_prototype_net`).
+
+    With a checkpoint, training holds that checkpoint's inter-process lock, so
+    two processes (e.g. the protopnet and protopshare cells of one seed) never
+    train the same network at once: the second waits, then resumes the finished
+    checkpoint.
+    """
+    lock = key_lock(Path(checkpoint).with_suffix("")) if checkpoint is not None else nullcontext()
+    with lock:
+        return _train_prototype_net(model, feats, labels, cams, cfg, checkpoint, evaluate, progress)
+
+
+def _train_prototype_net(
     model: PrototypeNet,
     feats: torch.Tensor,
     labels: torch.Tensor,

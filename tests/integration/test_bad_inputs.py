@@ -200,10 +200,15 @@ def _write_params(tmp: Path, overrides: dict) -> Path:
 
 
 def _snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``folders``: relative path -> (size, mtime ns)."""
+    """Every file under ``folders``: path -> (size, mtime ns).
+
+    Empty ``.lock`` files (lvwlib.cache's inter-process key locks, kept by
+    design) are not results and are left out.
+    """
     return {
         str(p): (p.stat().st_size, p.stat().st_mtime_ns)
-        for folder in folders if folder.exists() for p in sorted(folder.rglob("*")) if p.is_file()
+        for folder in folders if folder.exists() for p in sorted(folder.rglob("*"))
+        if p.is_file() and not (p.name.endswith(".lock") and p.stat().st_size == 0)
     }
 
 

@@ -135,7 +135,9 @@ def _any(folder: Path, pattern: str) -> Callable[[], bool]:
 def _partial_files(*folders: Path) -> list[Path]:
     return [
         p for folder in folders for p in folder.rglob("*")
-        if p.name.endswith((".tmp", ".part.ipynb")) or (p.name.startswith(".") and p.is_file())
+        if p.name.endswith((".tmp", ".part.ipynb"))
+        # any other hidden file, but the (empty, kept by design) key locks of lvwlib.cache
+        or (p.name.startswith(".") and p.is_file() and not p.name.endswith(".lock"))
     ]
 
 

@@ -1,0 +1,161 @@
+"""The parallel cell runner (lvwlib.cells) on tiny synthetic data."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from lvwlib.cells import Cell, CellsConfig, _SubmititEngine, cells_config, main, plan, run_cells
+from lvwlib.config import load_params
+from lvwlib.pipeline import METHODS, experiment_from_params, resolve, run_all
+
+LINE = re.compile(r"^\[(\d+)/(\d+)\] (.+?): (.+), (\d+) cells left$")
+
+
+def tiny_params(cache_dir: Path, **changes: Any) -> dict[str, Any]:
+    params = load_params(resolve("params/tiny.yaml"))
+    params["cache_dir"] = str(cache_dir)
+    params.update(changes)
+    return params
+
+
+def progress_lines(text: str) -> list[re.Match]:
+    return [m for m in map(LINE.match, text.splitlines()) if m]
+
+
+def same(a: Any, b: Any, path: str = "") -> None:
+    """Equal nested results; floats to 1e-6 (thread counts may reorder float sums).
+
+    Wall times (``*_seconds``, e.g. ProtoTree's train_seconds) are not results and may differ.
+    """
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), path
+        for k in a:
+            if not str(k).endswith("seconds"):
+                same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and not math.isnan(a):
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-6), path
+    else:
+        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), path
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """Every cell of tiny.yaml (two seeds) with 2 local worker processes x 1 thread."""
+    params = tiny_params(tmp_path_factory.mktemp("cells_cache"), seeds=[0, 1])
+    out = io.StringIO()
+    report = run_cells(params, ["synthetic"], CellsConfig(workers=2, threads=1), out=out)
+    return params, report, out.getvalue()
+
+
+def test_plan_orders_stages_and_protopshare_after_protopnet() -> None:
+    deps = plan(tiny_params(Path("unused"), seeds=[0, 1]), ["synthetic"])
+    assert len(deps) == 1 + 2 * (1 + len(METHODS))
+    features = Cell("synthetic", "features")
+    assert deps[features] == ()
+    assert deps[Cell("synthetic", "base_model", 1)] == (features,)
+    assert deps[Cell("synthetic", "method", 1, "lvw")] == (Cell("synthetic", "base_model", 1),)
+    assert deps[Cell("synthetic", "method", 0, "protopshare")] == (
+        Cell("synthetic", "base_model", 0), Cell("synthetic", "method", 0, "protopnet"))
+    # without protopnet in the run, protopshare trains it itself and waits for nothing more
+    no_pnet = plan(tiny_params(Path("unused"), methods=["protopshare"]), ["synthetic"])
+    assert no_pnet[Cell("synthetic", "method", 0, "protopshare")] == (Cell("synthetic", "base_model", 0),)
+
+
+def test_local_runner_matches_sequential_run_all(local_run, tmp_path) -> None:
+    params, report, _ = local_run
+    assert report.ok, report.failed
+    # the runner's caches now serve run_all without training anything ...
+    from_cells = run_all(experiment_from_params(params), progress=False)
+    # ... and they hold what a sequential run in this process computes from scratch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sequential = run_all(experiment_from_params({**params, "cache_dir": str(tmp_path)}), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [(r["method"], r["seed"]) for r in from_cells] == [(m, s) for s in (0, 1) for m in METHODS]
+    same(from_cells, sequential)
+
+
+def test_progress_lines_count_down_and_follow_dependencies(local_run) -> None:
+    params, report, text = local_run
+    lines = progress_lines(text)
+    total = len(plan(params, ["synthetic"]))
+    assert [int(m[1]) for m in lines] == list(range(1, total + 1))
+    assert all(int(m[2]) == total and int(m[5]) == total - int(m[1]) for m in lines)
+    methods = [m for m in lines if m[3].split()[-1] in METHODS]
+    assert len(methods) == 2 * len(METHODS)
+    assert all(re.fullmatch(r"\d+\.\d s \(accuracy [\d.]+, iou [\d.]+\)", m[4]) for m in methods)
+    finished_at = {m[3]: int(m[1]) for m in lines}
+    for cell, needs in plan(params, ["synthetic"]).items():
+        assert all(finished_at[d.name] < finished_at[cell.name] for d in needs), cell
+
+
+def test_submitit_local_executor_runs_the_same_cells(tmp_path) -> None:
+    params = tiny_params(tmp_path / "cache", methods=["base", "lvw"])
+    cfg = CellsConfig(executor="submitit-local", workers=2, folder=str(tmp_path / "jobs"), poll_s=0.2)
+    out = io.StringIO()
+    report = run_cells(params, ["synthetic"], cfg, out=out)
+    assert report.ok, out.getvalue()
+    assert [m[3] for m in progress_lines(out.getvalue())] == [
+        "synthetic - features", "synthetic 0 base_model", "synthetic 0 base", "synthetic 0 lvw"]
+    assert list((tmp_path / "jobs").glob("*_result.pkl")), "submitit wrote no job results"
+    lvw = report.outcomes[Cell("synthetic", "method", 0, "lvw")]
+    assert 0 <= lvw.summary["accuracy"] <= 1 and 0 <= lvw.summary["iou"] <= 1
+
+
+def test_failing_cell_fails_the_run_after_the_others(tmp_path, capsys) -> None:
+    # an invalid tail_init breaks every trained LVW-family cell, not the base rows
+    params = tiny_params(tmp_path / "cache", methods=["base", "protopnet", "protopshare"])
+    params["lvw"]["tail_init"] = "bogus"
+    params_file = tmp_path / "bad.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    status = main(["--params", str(params_file), "--workers", "2", "--threads", "1"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "synthetic 0 protopnet: FAILED" in text
+    assert "ValueError: tail_init must be 'imagenet' or 'base', got 'bogus'" in text  # its traceback
+    assert "synthetic 0 protopshare: skipped (needs synthetic 0 protopnet, which failed)" in text
+    assert re.search(r"synthetic 0 base: [\d.]+ s \(accuracy", text)  # the healthy cell still ran
+    assert "5 cells in" in text and "2 cells failed or skipped" in text
+
+
+def test_cells_config_from_params_and_flags() -> None:
+    params = {"cells": {"executor": "slurm", "partition": "cpu", "threads": 2, "slurm_additional": {"qos": "low"}}}
+    cfg = cells_config(params, threads=4, workers=None)
+    assert (cfg.executor, cfg.partition, cfg.threads, cfg.workers) == ("slurm", "cpu", 4, 0)
+    assert cfg.slurm_additional == {"qos": "low"}
+    assert CellsConfig(workers=3).max_workers == 3 and CellsConfig(threads=64).max_workers == 1
+    # the cells section is not an experiment parameter and changes no cache key
+    assert experiment_from_params(params) == experiment_from_params({})
+    with pytest.raises(ValueError, match="cells.executor must be one of"):
+        CellsConfig(executor="pbs")
+    with pytest.raises(ValueError, match="unknown CellsConfig field"):
+        cells_config({"cells": {"worker": 2}})
+
+
+def test_slurm_options_reach_submitit(tmp_path, monkeypatch) -> None:
+    # submitit's Slurm executor only checks that srun exists; a stub lets us see its sbatch options
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cfg = CellsConfig(executor="slurm", folder=str(tmp_path / "jobs"), partition="cpu", threads=4,
+                      mem_gb=8, gpus_per_node=1, timeout_min=30, slurm_additional={"qos": "low"})
+    options = _SubmititEngine(cfg).executor._executor.parameters
+    assert options == {"job_name": "lvw-cell", "time": 30, "cpus_per_task": 4, "gpus_per_node": 1,
+                       "mem": "8GB", "partition": "cpu", "additional_parameters": {"qos": "low"}}

@@ -63,11 +63,23 @@ test: $(STAMP) data
 
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.
 # The params are checked first; the cells fill the caches in parallel; the notebooks then only load.
+# A dataset is a registry name or a path to class folders; its outputs are named by
+# `python -m lvwlib.names name` (a path -> <base name>-<hash>) and stay under $(RESULTS).
+# papermill writes its output notebook cell by cell, so each notebook is written to
+# .<name>.part.ipynb and renamed on success (removed on an error: papermill prints it):
+# a killed run leaves no half-written notebook under its final name, and the next run
+# removes the partial ones and the temporary files of killed writers (lvwlib.records).
 reproduce: $(STAMP) data check-params cells
 	@mkdir -p $(RESULTS)/notebooks
+	rm -f $(RESULTS)/notebooks/.*.part.ipynb
+	$(BIN)/python -m lvwlib.records clean $(RESULTS)
 	set -e; for d in $(DATASETS); do \
-	  $(PAPERMILL) notebooks/01_base_model.ipynb $(RESULTS)/notebooks/01_base_model_$$d.ipynb -p params_file $(PARAMS) -p dataset $$d -p results_dir $(RESULTS) -p progress False; \
-	  $(PAPERMILL) notebooks/02_lvw.ipynb $(RESULTS)/notebooks/02_lvw_$$d.ipynb -p params_file $(PARAMS) -p dataset $$d -p results_dir $(RESULTS) -p progress False; \
+	  d=$$($(BIN)/python -m lvwlib.names abs "$$d"); n=$$($(BIN)/python -m lvwlib.names name "$$d"); \
+	  for nb in 01_base_model 02_lvw; do \
+	    $(PAPERMILL) notebooks/$$nb.ipynb $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb -p params_file $(PARAMS) -p dataset "$$d" -p results_dir $(RESULTS) -p progress False \
+	      || { rm -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb; exit 1; }; \
+	    mv -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb $(RESULTS)/notebooks/$${nb}_$$n.ipynb; \
+	  done; \
 	done
 	$(MAKE) table1
 	$(MAKE) analyses
@@ -94,7 +106,9 @@ report: $(STAMP)
 
 table1: $(STAMP)
 	@mkdir -p $(RESULTS)/notebooks
-	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/03_table1.ipynb -p params_file $(PARAMS) -y "datasets: [$$(echo $(DATASETS) | sed 's/ /, /g')]" -p results_dir $(RESULTS) -p progress False
+	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False \
+	  || { rm -f $(RESULTS)/notebooks/.03_table1.part.ipynb; exit 1; }
+	mv -f $(RESULTS)/notebooks/.03_table1.part.ipynb $(RESULTS)/notebooks/03_table1.ipynb
 
 cells: $(STAMP) data check-params
 	$(BIN)/python -m lvwlib.cells --params $(PARAMS) --datasets $(DATASETS) --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)

@@ -15,6 +15,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,50 @@ def _cached_unlocked(
     write_json(meta_path, {"inputs": _canonical(inputs), "provenance": provenance})
     _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
     return value
+
+
+def cached_together(
+    cache_dir: str | Path,
+    kind: str,
+    inputs: list[dict[str, Any]],
+    computes: list[Callable[[], Any]],
+    *,
+    enabled: bool = True,
+    code: str | None = None,
+) -> list[Any]:
+    """:func:`cached` of several entries, all computed before any is stored.
+
+    Entries found are loaded; the missing ones are computed in order, and only
+    when every computation succeeded are they written (value, then its json):
+    an error in a later entry (an unreadable test image) leaves the cache as it
+    was. The keys' locks are held throughout, taken in sorted order.
+    """
+    if len(inputs) != len(computes):
+        raise ValueError(f"{len(inputs)} inputs but {len(computes)} compute functions")
+    if not enabled:
+        return [compute() for compute in computes]
+    folder = Path(cache_dir) / kind
+    entries = [{**entry, "code": code} if code is not None else entry for entry in inputs]
+    keys = [cache_key(entry) for entry in entries]
+    with ExitStack() as locks:
+        for key in sorted(set(keys)):
+            locks.enter_context(key_lock(folder / key))
+        values: list[Any] = []
+        missing: list[tuple[str, dict[str, Any], Any, dict[str, Any]]] = []
+        for key, entry, compute in zip(keys, entries, computes, strict=True):
+            if (folder / f"{key}.pt").exists() and (folder / f"{key}.json").exists():
+                # a hit: the same check, load and log as cached()
+                values.append(_cached_unlocked(cache_dir, kind, entry, compute, key=key, folder=folder))
+                continue
+            start = time.perf_counter()
+            values.append(compute())
+            missing.append((key, entry, values[-1], _provenance(time.perf_counter() - start)))
+        for key, entry, value, provenance in missing:
+            save_with(folder / f"{key}.pt", lambda tmp, v=value: torch.save(v, tmp))
+            # The meta file is written last: an entry counts only once both files exist.
+            write_json(folder / f"{key}.json", {"inputs": _canonical(entry), "provenance": provenance})
+            _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
+    return values
 
 
 @torch.no_grad()

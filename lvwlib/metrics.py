@@ -31,6 +31,7 @@ def quantile_mask(maps: torch.Tensor, q: float, variant: str = "paper") -> torch
     """
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"quantile must be in [0, 100], got {q}")
+    check_finite(maps, "maps")
     flat = maps.flatten(1).float()
     threshold = torch.quantile(flat, q / 100.0, dim=1).view(-1, 1, 1)
     if variant == "paper":
@@ -38,6 +39,20 @@ def quantile_mask(maps: torch.Tensor, q: float, variant: str = "paper") -> torch
     if variant == "reference":
         return maps <= threshold
     raise ValueError(f"unknown IoU variant {variant!r}: expected paper or reference")
+
+
+def check_finite(maps: torch.Tensor, what: str) -> None:
+    """Raise ValueError when ``maps`` [B, ...] hold NaN or inf, naming ``what`` and the images.
+
+    A NaN would otherwise make every comparison false: both masks empty, IoU 1.
+    """
+    bad = ~torch.isfinite(maps.flatten(1)).all(dim=1) if maps.ndim > 1 else ~torch.isfinite(maps)
+    if bad.any():
+        images = torch.nonzero(bad).flatten().tolist()
+        raise ValueError(
+            f"{what} hold NaN or inf values (batch positions {images[:10]}"
+            f"{' ...' if len(images) > 10 else ''}): IoU is undefined"
+        )
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -73,6 +88,8 @@ class IoUCoverage:
             word_maps: [B, m, h, w] activation maps of the m words chosen for
                 each image (its m most activated words; ProtoTree: its path).
         """
+        check_finite(cams, "Grad-CAM maps (cams)")
+        check_finite(word_maps, "word activation maps (word_maps)")
         a_bar = upsample_cam(cams, self.size)
         a_k = combined_word_map(word_maps, self.size, normalise="minmax")
         return mask_iou(

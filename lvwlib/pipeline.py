@@ -30,14 +30,15 @@ from lvwlib.baselines.srae import (
     orthogonality_metrics,
     train_srae,
 )
-from lvwlib.cache import cache_key, cached, compute_trunk_features
+from lvwlib.cache import cache_key, cached, cached_together, compute_trunk_features
 from lvwlib.config import LVWConfig, RunConfig, load_params, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
 from lvwlib.fingerprint import code_fingerprint
 from lvwlib.metrics import IoUCoverage, accuracy
 from lvwlib.model import PrototypeNet
 from lvwlib.paths import project_root
-from lvwlib.schema import check_params, coerce, coerce_partial
+from lvwlib.records import remove_stale_temporaries
+from lvwlib.schema import ConfigError, check_params, coerce, coerce_partial
 from lvwlib.seeding import seed_everything
 from lvwlib.train import train_prototype_net
 
@@ -119,7 +120,7 @@ def experiment_from_params(
     methods = tuple(params.get("methods", METHODS))
     bad = [m for m in methods if m not in METHODS]
     if bad:
-        raise ValueError(f"unknown method(s) {bad}; known: {', '.join(METHODS)}")
+        raise ValueError(f"methods: unknown method(s) {bad}; known: {', '.join(METHODS)}")
     return Experiment(
         run=run,
         protopnet=dict(coerce_partial(LVWConfig, params.get("protopnet") or {})),
@@ -226,12 +227,18 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
             desc=f"trunk features ({run.data.name} {split})", progress=progress,
         )
 
-    train_feats = cached(cache_dir, "features", {**inputs, "split": "train"}, features("train"), code=code)
-    test_feats = cached(cache_dir, "features", {**inputs, "split": "test"}, features("test"), code=code)
-    val_feats = val_labels = None
-    if bundle.val is not None:
-        val_feats = cached(cache_dir, "features", {**inputs, "split": "val"}, features("val"), code=code)
-        val_labels = torch.tensor(bundle.val.labels)
+    # Temporary files of a killed earlier run (their writer's pid is gone) are removed.
+    remove_stale_temporaries(cache_dir)
+    # Every split is computed before any is stored: an unreadable test image
+    # then fails the run before anything is written.
+    splits = ("train", "test", "val") if bundle.val is not None else ("train", "test")
+    feats = cached_together(
+        cache_dir, "features", [{**inputs, "split": split} for split in splits],
+        [features(split) for split in splits], code=code,
+    )
+    train_feats, test_feats = feats[0], feats[1]
+    val_feats = feats[2] if bundle.val is not None else None
+    val_labels = torch.tensor(bundle.val.labels) if bundle.val is not None else None
     return Prepared(
         exp, bundle, backbone, train_feats, torch.tensor(bundle.train.labels),
         test_feats, torch.tensor(bundle.test.labels), inputs, val_feats, val_labels,
@@ -496,6 +503,14 @@ def run_all(exp: Experiment, progress: bool = True) -> list[dict[str, Any]]:
 
 
 def load_experiment(params_file: str | Path, dataset: str | None = None) -> Experiment:
-    """Read, check and build the :class:`Experiment` of a params yaml (relative to the project)."""
+    """Read, check and build the :class:`Experiment` of a params yaml (relative to the project).
+
+    Every ValueError names the file (the schema's ConfigError does already).
+    """
     path = resolve(params_file)
-    return experiment_from_params(load_params(path), dataset, source=params_file)
+    try:
+        return experiment_from_params(load_params(path), dataset, source=params_file)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ValueError(f"{params_file}: {err}") from err

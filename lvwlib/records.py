@@ -6,12 +6,14 @@ is written to a temporary name and renamed, so nothing half-written is left.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
+import re
+import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,15 +30,84 @@ PACKAGES = (
 )
 
 
+TMP_SUFFIX = ".tmp"
+
+
+HOST = re.sub(r"[^A-Za-z0-9]", "", platform.node())[:32] or "host"
+
+
+def _tmp_name(path: Path) -> Path:
+    # The writer's host and pid are in the name, so a later run can tell a
+    # temporary file left by a killed process (pid gone on this host) from one
+    # another live process is writing (on a shared disk: maybe on another host).
+    return path.parent / f".{path.name}.{HOST}.{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def _pid_of(tmp: Path) -> int | None:
+    """The writer's pid if ``tmp`` was made on this host by :func:`atomic_path`, else None."""
+    match = re.search(r"\.([A-Za-z0-9]+)\.(\d+)-[0-9a-f]{8}\.tmp$", tmp.name)
+    return int(match.group(2)) if match and match.group(1) == HOST else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` whose writer is dead.
+
+    A SIGKILLed run leaves ``.<name>.<pid>-<hex>.tmp`` files behind; this is
+    called on the next write of the same file and by ``make reproduce`` before
+    it starts. Files of live processes are kept. Returns the deleted paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob(f".*{TMP_SUFFIX}") if recursive else folder.glob(f".*{TMP_SUFFIX}")
+    removed = []
+    for tmp in found:
+        pid = _pid_of(tmp)
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _remove_stale_siblings(path: Path) -> None:
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{TMP_SUFFIX}"):
+        pid = _pid_of(tmp)
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in the same folder; rename it onto ``path`` on success."""
+    """Yield a temporary path in the same folder; rename it onto ``path`` on success.
+
+    The temporary file is created with mode 0o666 minus the umask, like any
+    file ``open(path, "w")`` creates (``tempfile.mkstemp`` would make it 0o600,
+    and the rename would leave results readable by their owner only).
+    Temporary files of ``path`` left by killed processes are deleted first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_siblings(path)
+    while True:
+        tmp = _tmp_name(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # 32 random bits collided: draw again
+            continue
     os.close(fd)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -139,3 +210,19 @@ class RunRecord:
                 **self.extra,
             },
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``clean FOLDER...``: delete temporaries of killed writers under each folder."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "clean":
+        print("usage: python -m lvwlib.records clean FOLDER...", file=sys.stderr)
+        return 2
+    for folder in args[1:]:
+        for tmp in remove_stale_temporaries(folder):
+            print(f"removed stale temporary file {tmp}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

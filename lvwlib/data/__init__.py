@@ -46,6 +46,7 @@ from .images import (
     TorchvisionImageDataset,
     load_image,
     pil_to_tensor01,
+    to_rgb,
 )
 from .manifest import MANIFEST_NAME, SKIP_HASH_ENV, ManifestEntry, read_manifest, verify_manifest
 from .registry import DATASETS, DatasetSpec, describe_datasets, load_dataset
@@ -74,6 +75,7 @@ __all__ = [
     "load_image",
     "make_synthetic",
     "pil_to_tensor01",
+    "to_rgb",
     "read_manifest",
     "scan_class_folders",
     "carve_validation",

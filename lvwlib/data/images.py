@@ -22,10 +22,45 @@ from torch.utils.data import Dataset
 
 from .errors import CorruptImageError
 
+ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are shown over white, as viewers do
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> an RGB image with the colours a viewer shows.
+
+    Grayscale (L) is replicated; 16-bit grayscale (I;16*, I) is scaled from
+    0..65535 to 0..255 (``convert`` would clip it to 255, i.e. white); CMYK
+    uses PIL's conversion (Adobe-inverted JPEGs are handled by its decoder);
+    palette images are expanded; transparency (RGBA, LA, PA, a palette or RGB
+    with a transparent colour) is composited over :data:`ALPHA_BACKGROUND`,
+    not dropped (dropping it shows the arbitrary colours stored under alpha 0).
+    """
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode == "I" and arr.max(initial=0) <= 255:
+            scaled = arr  # an 8-bit image stored in 32-bit ints
+        else:
+            scaled = arr / 65535.0 * 255.0
+        gray = Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
+        return gray.convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0  # a [0, 1] float image, else 0..255
+        return Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
 
 def pil_to_tensor01(img: Image.Image, image_size: int) -> torch.Tensor:
-    """RGB PIL image -> float32 tensor [3, S, S] in [0, 1], resized to S x S (aspect not kept)."""
-    img = img.convert("RGB")
+    """PIL image of any mode -> float32 tensor [3, S, S] in [0, 1], resized to S x S (aspect not kept).
+
+    Modes are converted by :func:`to_rgb` (grayscale, 16-bit, CMYK, palette, alpha).
+    """
+    img = to_rgb(img)
     if img.size != (image_size, image_size):
         # PIL's bilinear resize widens its kernel when shrinking (antialiasing),
         # as torchvision's Resize on PIL images does.
@@ -42,7 +77,8 @@ def load_image(path: str | Path, image_size: int) -> torch.Tensor:
     """
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGB")
+            img.load()  # a full decode here, so a truncated file fails inside this try
+            rgb = to_rgb(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise CorruptImageError(f"cannot read image {path}: {err}") from err
     return pil_to_tensor01(rgb, image_size)

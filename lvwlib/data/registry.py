@@ -136,6 +136,13 @@ def load_dataset(cfg: DataConfig) -> DatasetBundle:
     classes = splits.classes
     held = _validate_holdout(cfg.holdout_classes, classes)
     keep = [c for c in classes if c not in held]
+    if len(keep) < 2:
+        where = f" at {root}" if root is not None else ""
+        extra = f" after holding out {sorted(held)} (data.holdout_classes)" if held else ""
+        raise ValueError(
+            f"dataset {name!r}{where} has {len(keep)} class(es) {keep}{extra}; "
+            "a classifier needs at least 2 class folders"
+        )
     heldout_classes = [c for c in classes if c in held]
     # Validation is carved from the whole training pool before the cap, so the
     # capped training set never contains a validation image (tuning only; test is

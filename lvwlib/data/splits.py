@@ -90,10 +90,10 @@ def _validate_holdout(holdout: Iterable[str], classes: Sequence[str]) -> set[str
     unknown = sorted(held - set(classes))
     if unknown:
         raise ValueError(
-            f"unknown holdout class(es) {unknown}; known classes: {', '.join(classes)}"
+            f"data.holdout_classes: unknown class(es) {unknown}; known classes: {', '.join(classes)}"
         )
     if held and held >= set(classes):
-        raise ValueError("holdout_classes would remove every class from training")
+        raise ValueError("data.holdout_classes would remove every class from training")
     return held
 
 

@@ -118,17 +118,17 @@ def test_submitit_local_executor_runs_the_same_cells(tmp_path) -> None:
 
 
 def test_failing_cell_fails_the_run_after_the_others(tmp_path, capsys) -> None:
-    # top_m above the number of words (2 per class x 3 classes) passes the params schema (it
-    # cannot know the classes) but breaks the protopnet cell's evaluation, not the base rows
+    # a NaN loss coefficient passes the params schema (NaN is a float) but makes protopnet's
+    # words NaN, which push (or the IoU check) refuses; the base rows are untouched
     params = tiny_params(tmp_path / "cache", methods=["base", "protopnet", "protopshare"])
-    params["eval"] = {**params.get("eval", {}), "top_m": 50}
+    params["protopnet"] = {**params.get("protopnet", {}), "alpha_cluster": float("nan")}
     params_file = tmp_path / "bad.yaml"
     params_file.write_text(yaml.safe_dump(params))
     status = main(["--params", str(params_file), "--workers", "2", "--threads", "1"])
     text = capsys.readouterr().out
     assert status == 1
     assert "synthetic 0 protopnet: FAILED" in text
-    assert "RuntimeError: selected index k out of range" in text  # its traceback
+    assert "Traceback" in text and "ValueError:" in text  # its traceback (NaN words: push or IoU refuses)
     assert "synthetic 0 protopshare: skipped (needs synthetic 0 protopnet, which failed)" in text
     assert re.search(r"synthetic 0 base: [\d.]+ s \(accuracy", text)  # the healthy cell still ran
     assert "5 cells in" in text and "2 cells failed or skipped" in text

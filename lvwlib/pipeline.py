@@ -29,7 +29,7 @@ from lvwlib.baselines.srae import (
     orthogonality_metrics,
     train_srae,
 )
-from lvwlib.cache import cache_key, cached, compute_trunk_features
+from lvwlib.cache import cache_key, cached
 from lvwlib.config import RunConfig, from_dict, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
 from lvwlib.metrics import IoUCoverage, accuracy
@@ -37,6 +37,12 @@ from lvwlib.model import PrototypeNet
 from lvwlib.paths import project_root
 from lvwlib.seeding import seed_everything
 from lvwlib.train import train_prototype_net
+from lvwlib.trunk_features import (
+    check_runtime,
+    compute_trunk_features,
+    trunk_onnx_inputs,
+    trunk_onnx_path,
+)
 
 METHODS = ("base", "protopnet", "prototree", "protopshare", "lvw_noalign", "lvw", "srae")
 METHOD_LABELS = {
@@ -154,12 +160,16 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
     backbone = build_backbone(run.backbone)
     inputs = {"data": to_dict(run.data), "fingerprint": bundle.fingerprint(), "backbone": to_dict(run.backbone)}
     cache_dir = resolve(run.cache_dir)
+    check_runtime(run.backbone.runtime)  # also when every feature is cached already
+    onnx_path = trunk_onnx_path(cache_dir, run.backbone, run.data.image_size)
+    onnx_inputs = trunk_onnx_inputs(run.backbone, run.data.image_size)
 
     def features(split: str) -> Callable[[], torch.Tensor]:
         dataset = getattr(bundle, split)
         return lambda: compute_trunk_features(
             backbone.trunk, dataset, num_workers=run.num_workers,
             desc=f"trunk features ({run.data.name} {split})", progress=progress,
+            runtime=run.backbone.runtime, onnx_path=onnx_path, onnx_inputs=onnx_inputs,
         )
 
     train_feats = cached(cache_dir, "features", {**inputs, "split": "train"}, features("train"))

@@ -9,17 +9,20 @@ Runtimes (:attr:`lvwlib.config.BackboneConfig.runtime`):
   exporter; batch dimension dynamic, image side fixed) and cached as
   ``<cache_dir>/trunk_onnx/<key>.onnx``, keyed by the backbone config, the image side and
   the torch version; run by ONNX Runtime's CPU provider with as many intra-op threads as
-  torch uses. About 2-3x the images per second of eager PyTorch on a 2-core CPU; features
-  agree with eager to ~3e-5 (max abs, EfficientNet-Lite0 at 224 px).
+  torch uses. About 3x less CPU per image than eager PyTorch on this 2-core CPU (see
+  ``docs/choices.md``); trunk outputs agree with eager to ~5e-5 (max abs, EfficientNet-Lite0
+  at 224 px, real images), below the float16 rounding of the cache.
 * ``eager``: the trunk in PyTorch, channels_last, under ``inference_mode``.
 
-When onnxruntime is not installed, ``onnx`` falls back to ``eager`` with a warning.
+When onnxruntime (or the exporter's onnx, onnxscript) is not installed, ``onnx`` falls back
+to ``eager`` with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import io
 import json
 import tempfile
@@ -64,13 +67,12 @@ def check_runtime(runtime: str) -> str:
     return runtime
 
 
+ONNX_PACKAGES: tuple[str, ...] = ("onnxruntime", "onnx", "onnxscript")  # runtime + exporter
+
+
 def onnx_available() -> bool:
-    """Whether onnxruntime can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether onnxruntime and the exporter's packages (onnx, onnxscript) are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ONNX_PACKAGES)
 
 
 class EagerTrunk:
@@ -206,7 +208,7 @@ def make_trunk_runner(
         runtime: ``onnx`` or ``eager``.
         image_size: S, the side the ONNX model is exported for.
         onnx_path: where the exported trunk is cached (see :func:`trunk_onnx_path`);
-            None: a temporary file, exported on every call.
+            None: a temporary file, exported on every call and deleted once loaded.
         onnx_inputs: recorded beside ``onnx_path``; a file recorded with other inputs is
             refused (:class:`lvwlib.cache.StaleCacheError`).
         threads: ONNX Runtime intra-op threads; None: ``torch.get_num_threads()``.
@@ -216,8 +218,9 @@ def make_trunk_runner(
     check_runtime(runtime)
     if runtime == "onnx" and not onnx_available():
         warnings.warn(
-            "backbone.runtime is 'onnx' but onnxruntime is not installed: computing trunk "
-            "features in eager PyTorch instead (slower; `pip install onnxruntime onnxscript`)",
+            "backbone.runtime is 'onnx' but onnxruntime, onnx or onnxscript is not installed: "
+            "computing trunk features in eager PyTorch instead (slower; "
+            "`pip install onnxruntime onnx onnxscript`)",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -225,8 +228,9 @@ def make_trunk_runner(
     if runtime == "eager":
         return EagerTrunk(trunk)
     if onnx_path is None:
-        folder = Path(tempfile.mkdtemp(prefix="lvw_trunk_"))
-        return OnnxTrunk(export_trunk_onnx(trunk, image_size, folder / "trunk.onnx"), threads)
+        # the session holds the model in memory, so the file can go right after loading
+        with tempfile.TemporaryDirectory(prefix="lvw_trunk_") as folder:
+            return OnnxTrunk(export_trunk_onnx(trunk, image_size, Path(folder) / "trunk.onnx"), threads)
     return OnnxTrunk(_ensure_onnx(trunk, Path(onnx_path), onnx_inputs, image_size), threads)
 
 

@@ -84,6 +84,10 @@ def test_onnx_matches_eager_on_tiny(tiny: bb.SplitBackbone, tiny_onnx: Path) -> 
     torch.testing.assert_close(onnx_out, eager_out, atol=ONNX_ATOL, rtol=ONNX_RTOL)
     # batch size 1 and a batch size other than the export's example (dynamic batch axis)
     torch.testing.assert_close(tf.OnnxTrunk(tiny_onnx)(images[:1]), eager_out[:1], atol=ONNX_ATOL, rtol=ONNX_RTOL)
+    # without a cache path: exported to a temporary file that is gone once loaded
+    runner = tf.make_trunk_runner(tiny.trunk, "onnx", 32)
+    assert isinstance(runner, tf.OnnxTrunk) and not runner.path.exists()
+    torch.testing.assert_close(runner(images), eager_out, atol=ONNX_ATOL, rtol=ONNX_RTOL)
 
 
 @needs_onnx
@@ -132,7 +136,7 @@ def test_missing_onnxruntime_falls_back_to_eager(
     tiny: bb.SplitBackbone, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tf, "onnx_available", lambda: False)
-    with pytest.warns(RuntimeWarning, match="onnxruntime is not installed"):
+    with pytest.warns(RuntimeWarning, match="onnxruntime, onnx or onnxscript is not installed"):
         runner = tf.make_trunk_runner(tiny.trunk, "onnx", 32)
     assert isinstance(runner, tf.EagerTrunk)
 

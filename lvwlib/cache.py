@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 from filelock import FileLock
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from lvwlib.records import git_commit, save_with, write_json
+
+# Moved to lvwlib.trunk_features; re-exported so old imports keep working.
+from lvwlib.trunk_features import compute_trunk_features  # noqa: F401
 
 CACHE_FORMAT = 2  # bump when the layout of cached artefacts changes (2: code fingerprint + provenance)
 
@@ -182,31 +183,3 @@ def cached_together(
             write_json(folder / f"{key}.json", {"inputs": _canonical(entry), "provenance": provenance})
             _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
     return values
-
-
-@torch.no_grad()
-def compute_trunk_features(
-    trunk: torch.nn.Module,
-    dataset: Dataset,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    desc: str = "trunk features",
-    progress: bool = True,
-) -> torch.Tensor:
-    """Trunk features of every image and of its horizontal flip.
-
-    Args:
-        trunk: frozen module, images [B, 3, S, S] in [0, 1] -> [B, Ct, h, w].
-        dataset: yields (image [3, S, S], label).
-    Returns:
-        [N, 2, Ct, h, w] float16: index 0 the image, 1 its flip. The flip is applied
-        to the image, not the features: a conv trunk is not flip-equivariant.
-    """
-    trunk.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    chunks = []
-    for images, _ in tqdm(loader, desc=desc, disable=not progress):
-        both = torch.cat([images, torch.flip(images, dims=[3])])
-        out = trunk(both).to(torch.float16)
-        chunks.append(torch.stack([out[: len(images)], out[len(images) :]], dim=1))
-    return torch.cat(chunks)

@@ -30,7 +30,7 @@ from lvwlib.baselines.srae import (
     orthogonality_metrics,
     train_srae,
 )
-from lvwlib.cache import cache_key, cached, cached_together, compute_trunk_features
+from lvwlib.cache import cache_key, cached, cached_together
 from lvwlib.config import LVWConfig, RunConfig, load_params, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
 from lvwlib.fingerprint import code_fingerprint
@@ -41,6 +41,12 @@ from lvwlib.records import remove_stale_temporaries
 from lvwlib.schema import ConfigError, check_params, coerce, coerce_partial
 from lvwlib.seeding import seed_everything
 from lvwlib.train import train_prototype_net
+from lvwlib.trunk_features import (
+    check_runtime,
+    compute_trunk_features,
+    trunk_onnx_inputs,
+    trunk_onnx_path,
+)
 
 METHODS = ("base", "protopnet", "prototree", "protopshare", "lvw_noalign", "lvw", "srae")
 METHOD_LABELS = {
@@ -61,7 +67,7 @@ PROTOPNET_DEFAULTS = {"words_per_class": 10, "class_specific": True, "separation
 
 # The code each cached artefact depends on (lvwlib.fingerprint follows their imports):
 # an edit of any of these modules recomputes the artefact, and only those.
-FEATURE_CODE = ("lvwlib.backbones", "lvwlib.data", "lvwlib.cache")
+FEATURE_CODE = ("lvwlib.backbones", "lvwlib.data", "lvwlib.cache", "lvwlib.trunk_features")
 BASE_CODE = ("lvwlib.attention", "lvwlib.base_model")
 GRADCAM_CODE = ("lvwlib.attention", "lvwlib.base_model")
 METHOD_CODE: dict[str, tuple[str, ...]] = {
@@ -219,12 +225,16 @@ def prepare(exp: Experiment, progress: bool = True) -> Prepared:
     inputs = feature_inputs(exp, bundle)
     cache_dir = resolve(run.cache_dir)
     code = code_fingerprint(*FEATURE_CODE)
+    check_runtime(run.backbone.runtime)  # also when every feature is cached already
+    onnx_path = trunk_onnx_path(cache_dir, run.backbone, run.data.image_size)
+    onnx_inputs = trunk_onnx_inputs(run.backbone, run.data.image_size)
 
     def features(split: str) -> Callable[[], torch.Tensor]:
         dataset = getattr(bundle, split)
         return lambda: compute_trunk_features(
             backbone.trunk, dataset, num_workers=run.num_workers,
             desc=f"trunk features ({run.data.name} {split})", progress=progress,
+            runtime=run.backbone.runtime, onnx_path=onnx_path, onnx_inputs=onnx_inputs,
         )
 
     # Temporary files of a killed earlier run (their writer's pid is gone) are removed.

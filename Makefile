@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 EXPLORE_PARAMS ?= params/quick.yaml
 LAB_PORT ?= 8888
 EXPLORE_PORT ?= 8866
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # jupyter refuses root without it (containers)
 CLASSROOM := $(sort $(wildcard notebooks/classroom/*.ipynb))
 
 .PHONY: help venv data test unit notebooks-test lint reproduce table1 clean-cache lab explore quick classroom test-browser
@@ -59,7 +60,7 @@ notebooks-test: $(STAMP)
 
 # JupyterLab on the project kernel, from the project root (notebooks/ is one click away).
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=. --port=$(LAB_PORT) --MappingKernelManager.default_kernel_name=$(KERNEL)
+	$(BIN)/jupyter lab --notebook-dir=. --port=$(LAB_PORT) --MappingKernelManager.default_kernel_name=$(KERNEL) $(ROOT_FLAG)
 
 # Every method on the quick setting (imagenette subset); the explorer and the classroom read its cache.
 quick: $(STAMP) data

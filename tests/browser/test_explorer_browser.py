@@ -82,13 +82,17 @@ def lab(chromium, tmp_path_factory):
     port, token = free_port(), secrets.token_hex(16)
     params = explorer_params()
     env = {**os.environ, "LVW_EXPLORER_PARAMS": params}
-    log = (tmp_path_factory.mktemp("lab") / "jupyter.log").open("w")
+    # JupyterLab autosaves: serve a copy of the notebook so the checkout's file keeps no outputs
+    root = tmp_path_factory.mktemp("lab")
+    (root / "notebooks").mkdir()
+    shutil.copy(project_root() / "notebooks" / "04_explorer.ipynb", root / "notebooks" / "04_explorer.ipynb")
+    log = (root / "jupyter.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project_root()}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--MappingKernelManager.default_kernel_name=lvw", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          "--LabApp.extension_manager=readonly", *(["--allow-root"] if os.geteuid() == 0 else [])],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=project_root(),
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -104,6 +108,21 @@ def lab(chromium, tmp_path_factory):
     yield url, token, params
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def _wait_kernel_idle(url: str, token: str, timeout: float = 180.0) -> None:
+    """Wait until the notebook's kernel exists and reports idle (REST API of the server)."""
+    import json
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with urllib.request.urlopen(f"{url}/api/kernels?token={token}", timeout=5) as resp:
+            kernels = json.loads(resp.read())
+        if kernels and all(k.get("execution_state") == "idle" for k in kernels):
+            time.sleep(2)
+            return
+        time.sleep(1)
+    raise AssertionError("the notebook's kernel did not become idle")
 
 
 def _wait_change(page, selector: str, old: str, timeout: float = 120.0) -> str:
@@ -143,11 +162,16 @@ def test_explorer_in_jupyterlab(lab, chromium):
         page.set_default_timeout(120_000)
         page.goto(f"{url}/lab/tree/notebooks/04_explorer.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-DebuggerBugButton",
-                               timeout=120_000, state="attached")
-        time.sleep(2)  # the kernel connects
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
+        _wait_kernel_idle(url, token)
+        for _ in range(3):  # a click before the kernel is connected runs nothing: try again
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            try:
+                page.wait_for_selector(".jp-InputPrompt:has-text('[1]'), .jp-InputPrompt:has-text('[*]')",
+                                       timeout=30_000)
+                break
+            except Exception:  # noqa: BLE001 - playwright's TimeoutError: not started yet
+                time.sleep(2)
         page.wait_for_selector(IOU + ":has-text('IoU')", timeout=300_000)
         page.wait_for_selector(".lvw-explorer .lvw-image img", timeout=60_000)
         assert _errors(page) == 0, "a cell shows an error"

@@ -17,7 +17,13 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 THREADS ?= 1
 EXECUTOR ?= local
 
-.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params analyses report clean-cache
+EXPLORE_PARAMS ?= params/quick.yaml
+LAB_PORT ?= 8888
+EXPLORE_PORT ?= 8866
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # jupyter refuses root without it (containers)
+CLASSROOM := $(sort $(wildcard notebooks/classroom/*.ipynb))
+
+.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params analyses report clean-cache lab explore quick classroom test-browser
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
@@ -26,6 +32,11 @@ help:
 	@echo "make analyses   - Figures 2-5, word gallery and $(RESULTS)/README.md (after Table 1)"
 	@echo "make data       - link $(SHARED)/<name> into data/"
 	@echo "make lint       - ruff"
+	@echo "make lab        - JupyterLab on the project kernel (builds .venv first)"
+	@echo "make quick      - every method on a small imagenette subset (params/quick.yaml), for the explorer and the classroom"
+	@echo "make explore    - the explorer as a web page (Voila, no code; EXPLORE_PARAMS=$(EXPLORE_PARAMS))"
+	@echo "make classroom  - run the classroom notebooks on params/quick.yaml into runs/classroom/"
+	@echo "make test-browser - JupyterLab + headless Chromium runs the explorer; screenshots in results/screenshots/"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -55,10 +66,32 @@ unit: $(STAMP)
 notebooks-test: $(STAMP)
 	cd notebooks && ../$(BIN)/python -m pytest --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider -q .
 
+# JupyterLab on the project kernel, from the project root (notebooks/ is one click away).
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=. --port=$(LAB_PORT) --MappingKernelManager.default_kernel_name=$(KERNEL) $(ROOT_FLAG)
+
+# Every method on the quick setting (imagenette subset); the explorer and the classroom read its cache.
+quick: $(STAMP) data
+	$(BIN)/python -m lvwlib.train_all params/quick.yaml imagenette
+
+# The explorer alone as a web page (Voila hides the code); the parameters come from the environment.
+explore: $(STAMP)
+	LVW_EXPLORER_PARAMS=$(EXPLORE_PARAMS) $(BIN)/voila notebooks/04_explorer.ipynb --port=$(EXPLORE_PORT) --no-browser --Voila.ip=127.0.0.1
+
+classroom: $(STAMP) data
+	@mkdir -p runs/classroom
+	set -e; for nb in $(CLASSROOM); do \
+	  $(BIN)/papermill --kernel $(KERNEL) --cwd notebooks/classroom $$nb runs/classroom/$$(basename $$nb) -p params_file params/quick.yaml -p dataset imagenette; \
+	done
+
+# JupyterLab on a free port, the explorer run in headless system Chromium (apt-get install chromium).
+test-browser: $(STAMP)
+	LVW_BROWSER_REQUIRED=1 $(BIN)/python -m pytest tests/browser -q -rs $(PYTEST_ARGS)
+
 # The README's test command: environment, lint, unit + integration tests, notebooks under nbval.
 test: $(STAMP) data
 	$(BIN)/ruff check lvwlib tests benchmarks
-	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -q -rs $(PYTEST_ARGS)
 	cd notebooks && ../$(BIN)/python -m pytest --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider -q .
 
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.

@@ -203,12 +203,15 @@ def _snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folders``: path -> (size, mtime ns).
 
     Empty ``.lock`` files (lvwlib.cache's inter-process key locks, kept by
-    design) are not results and are left out.
+    design) are not results and are left out, and so is the exported ONNX trunk
+    (``trunk_onnx/``): it depends on the backbone config only, never on the data,
+    so a bad input cannot make it wrong and the next run reuses it.
     """
     return {
         str(p): (p.stat().st_size, p.stat().st_mtime_ns)
         for folder in folders if folder.exists() for p in sorted(folder.rglob("*"))
         if p.is_file() and not (p.name.endswith(".lock") and p.stat().st_size == 0)
+        and "trunk_onnx" not in p.parts
     }
 
 

@@ -32,6 +32,7 @@ from lvwlib.baselines.srae import (
 from lvwlib.cache import cache_key, cached, compute_trunk_features
 from lvwlib.config import RunConfig, from_dict, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
+from lvwlib.devices import Runtime, runtime_from
 from lvwlib.metrics import IoUCoverage, accuracy
 from lvwlib.model import PrototypeNet
 from lvwlib.paths import project_root
@@ -121,6 +122,11 @@ class Prepared:
     feature_inputs: dict[str, Any]  # the cache inputs the features depend on
 
     @property
+    def runtime(self) -> Runtime:
+        """Device and autocast of every model, loss, push, Grad-CAM and metric of the run."""
+        return runtime_from(self.exp.run.device, self.exp.run.amp)
+
+    @property
     def cache_dir(self) -> Path:
         return resolve(self.exp.run.cache_dir)
 
@@ -175,23 +181,26 @@ def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtef
     base_cfg = dataclasses.replace(prep.exp.run.base, seed=seed)
     # cam_target only changes the maps, not the model: keep it out of the model's key.
     model_inputs = {**prep.feature_inputs, "base": {k: v for k, v in to_dict(base_cfg).items() if k != "cam_target"}}
+    runtime = prep.runtime
+    if runtime.amp_active:  # mixed precision changes the numbers: its artefacts get their own keys
+        model_inputs["amp"] = runtime.amp
 
     def train() -> dict[str, Any]:
         model, history = train_base_model(
             prep.backbone.tail, prep.backbone.feature_channels, prep.num_classes,
-            prep.train_feats, prep.train_labels, base_cfg, progress=progress,
+            prep.train_feats, prep.train_labels, base_cfg, progress=progress, runtime=runtime,
         )
-        return {"state_dict": model.state_dict(), "history": history}
+        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
 
     stored = cached(prep.cache_dir, "base_model", model_inputs, train)
     model = BaseModel(copy.deepcopy(prep.backbone.tail), prep.backbone.feature_channels, prep.num_classes)
     model.load_state_dict(stored["state_dict"])
-    model.eval()
+    model.to(runtime.device).eval()
     cam_inputs = {**model_inputs, "cam_target": base_cfg.cam_target}
 
     def cams() -> dict[str, torch.Tensor]:
         return {
-            split: gradcam_maps(model, feats, labels, base_cfg.cam_target, progress=progress)
+            split: gradcam_maps(model, feats, labels, base_cfg.cam_target, progress=progress, runtime=runtime)
             for split, feats, labels in (
                 ("train", prep.train_feats, prep.train_labels),
                 ("test", prep.test_feats, prep.test_labels),
@@ -221,6 +230,7 @@ def evaluate(
         and per-image IoU at eval.quantile.
     """
     ev = prep.exp.run.eval
+    device = prep.runtime.device
     quantiles = sorted({*ev.quantiles, ev.quantile})
     metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
     reference = IoUCoverage(q=ev.quantile, size=ev.eval_size, variant="reference")
@@ -228,12 +238,13 @@ def evaluate(
     ref_ious = []
     for start in range(0, prep.test_feats.shape[0], batch_size):
         index = torch.arange(start, min(start + batch_size, prep.test_feats.shape[0]))
-        logits, maps = explain(prep.test_feats[index, 0].float(), index)
-        cams = base.test_cams[index, 0]
-        logits_all.append(logits.detach())
+        logits, maps = explain(prep.test_feats[index, 0].float().to(device), index)
+        cams = base.test_cams[index, 0].to(device)
+        maps = maps.float()
+        logits_all.append(logits.detach().float().cpu())
         for q in quantiles:
-            ious[q].append(metrics[q](cams, maps.detach()))
-        ref_ious.append(reference(cams, maps.detach()))
+            ious[q].append(metrics[q](cams, maps.detach()).cpu())
+        ref_ious.append(reference(cams, maps.detach()).cpu())
     logits = torch.cat(logits_all)
     result: dict[str, Any] = {
         "accuracy": accuracy(logits, prep.test_labels),
@@ -296,7 +307,7 @@ def trained_prototype_net(
     model = build_prototype_net(prep, base, cfg)
     state = train_prototype_net(
         model, prep.train_feats, prep.train_labels, base.train_cams if cfg.beta_align > 0 else None,
-        cfg, checkpoint=ckpt, progress=progress,
+        cfg, checkpoint=ckpt, progress=progress, runtime=prep.runtime,
     )
     return model, state
 
@@ -314,7 +325,7 @@ Fitted = tuple[ExplainFn, dict[str, Any]]
 
 def _fit_base(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
     # The base model explained by its own Grad-CAM: IoU 1 by construction, computed anyway.
-    return (lambda x, index: (base.model(x), base.test_cams[index, 0][:, None])), {}
+    return (lambda x, index: (base.model(x), base.test_cams[index, 0][:, None].to(x.device))), {}
 
 
 def _words_explainer(prep: Prepared, model: PrototypeNet) -> ExplainFn:
@@ -340,7 +351,7 @@ def _fit_protopshare(prep: Prepared, base: BaseArtefacts, seed: int, progress: b
     shared = protopshare(
         pnet, prep.train_feats, prep.train_labels,
         dataclasses.replace(prep.exp.protopshare, seed=seed),
-        lvw_config(prep.exp, "protopshare", seed), progress=progress,
+        lvw_config(prep.exp, "protopshare", seed), progress=progress, runtime=prep.runtime,
     )
     model = shared["model"]
     extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words}
@@ -352,6 +363,7 @@ def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: boo
     tree = train_prototree(
         initial_tail(prep, base, prep.exp.run.lvw.tail_init), prep.train_feats, prep.train_labels,
         prep.num_classes, dataclasses.replace(prep.exp.prototree, seed=seed), progress=progress,
+        device=prep.runtime.device,
     )
     m = prep.exp.run.eval.top_m
     return (lambda x, index: tree.explain(x, m)), {"summary": tree.summary}
@@ -359,7 +371,8 @@ def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: boo
 
 def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
     cfg = dataclasses.replace(prep.exp.srae, seed=seed)
-    srae = train_srae(base.model, prep.train_feats, prep.train_labels, cfg, progress=progress)
+    srae = train_srae(base.model, prep.train_feats, prep.train_labels, cfg, progress=progress,
+                      device=prep.runtime.device)
     extra = {
         "faithfulness": faithfulness_metrics(srae, base.model, prep.test_feats),
         "orthogonality": orthogonality_metrics(srae, base.model, prep.test_feats, prep.test_labels),

@@ -134,11 +134,11 @@ def gradcam_maps(
                     targets = [ClassifierOutputTarget(int(c)) for c in batch.y]
                 maps = torch.from_numpy(cam(input_tensor=x, targets=targets))  # [B, h, w]
                 if out is None:
-                    out = torch.empty(n, 2, *maps.shape[-2:], dtype=torch.float32)
+                    out = torch.zeros(n, 2, *maps.shape[-2:], dtype=torch.float32)
                 out[batch.index, flip] = maps
     if out is None:
-        raise ValueError("Grad-CAM of an empty set")
-    return out
+        raise ValueError("Grad-CAM of an empty set (or of a rank without images)")
+    return dist.sum_rows(out)  # under DDP each rank filled its own images' rows
 
 
 class _LayerResolutionGradCAM(GradCAM):

@@ -84,15 +84,14 @@ def shutdown() -> None:
 def wrap(model: nn.Module) -> nn.Module:
     """``model`` under DDP over its parameters that currently require grad (itself in 1 process).
 
-    ``broadcast_buffers=False``: batch-norm running statistics stay per rank
-    during an epoch (each rank normalises with its own batch statistics, the
-    usual DDP behaviour); the ranks start from identical weights, so no
-    initial broadcast matters.
+    Batch norm normalises each rank's share with its own batch statistics (the
+    usual DDP behaviour, not SyncBatchNorm) and DDP copies rank 0's running
+    statistics to the others at each forward pass.
     """
     if not active():
         return model
     device_ids = [model.words.device] if hasattr(model, "words") and model.words.is_cuda else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def sum_stats(sums: dict[str, float], count: int) -> tuple[dict[str, float], int]:
@@ -124,6 +123,22 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor
     full[index] = rows
     tdist.all_reduce(full)  # each row is non-zero on exactly one rank: the sum is a gather
     return full
+
+
+def sum_rows(full: torch.Tensor) -> torch.Tensor:
+    """A tensor [N, ...] whose rows each rank filled for its own images (zeros elsewhere) -> complete."""
+    if active():
+        tdist.all_reduce(full)
+    return full
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """Rank 0's value of ``flag`` on every rank (e.g. "this cache entry exists")."""
+    if not active():
+        return flag
+    t = torch.tensor([int(flag)])
+    tdist.broadcast(t, src=0)
+    return bool(t)
 
 
 def reduce_push(

@@ -229,17 +229,39 @@ def evaluate(
         iou_reference (the reference code's low-region variant at eval.quantile),
         and per-image IoU at eval.quantile.
     """
-    ev = prep.exp.run.eval
     device = prep.runtime.device
+    n = prep.test_feats.shape[0]
+    batches = (
+        (prep.test_feats[index, 0].float().to(device), index)
+        for index in (torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size))
+    )
+    return evaluate_batches(explain, batches, base.test_cams, prep.test_labels, prep.exp.run.eval, device)
+
+
+def evaluate_batches(
+    explain: ExplainFn,
+    batches: Any,
+    test_cams: torch.Tensor,
+    test_labels: torch.Tensor,
+    ev: Any,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The loop of :func:`evaluate` over any batches (cached features or streamed images).
+
+    Args:
+        batches: iterable of (trunk [B, Ct, h, w] on ``device``, index [B]) of
+            the unflipped test images, in order, covering all of them.
+        test_cams: [Nt, 2, hc, wc] base-model Grad-CAM; test_labels: [Nt].
+        ev: the :class:`lvwlib.config.EvalConfig`.
+    """
     quantiles = sorted({*ev.quantiles, ev.quantile})
     metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
     reference = IoUCoverage(q=ev.quantile, size=ev.eval_size, variant="reference")
     logits_all, ious = [], {q: [] for q in quantiles}
     ref_ious = []
-    for start in range(0, prep.test_feats.shape[0], batch_size):
-        index = torch.arange(start, min(start + batch_size, prep.test_feats.shape[0]))
-        logits, maps = explain(prep.test_feats[index, 0].float().to(device), index)
-        cams = base.test_cams[index, 0].to(device)
+    for x, index in batches:
+        logits, maps = explain(x, index)
+        cams = test_cams[index, 0].to(device)
         maps = maps.float()
         logits_all.append(logits.detach().float().cpu())
         for q in quantiles:
@@ -247,7 +269,7 @@ def evaluate(
         ref_ious.append(reference(cams, maps.detach()).cpu())
     logits = torch.cat(logits_all)
     result: dict[str, Any] = {
-        "accuracy": accuracy(logits, prep.test_labels),
+        "accuracy": accuracy(logits, test_labels),
         "iou": torch.cat(ious[ev.quantile]).mean().item(),
         "iou_reference": torch.cat(ref_ious).mean().item(),
         "per_image_iou": torch.cat(ious[ev.quantile]).tolist(),

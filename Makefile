@@ -12,10 +12,11 @@ KERNEL := lvw
 PAPERMILL = $(BIN)/papermill --kernel $(KERNEL) --cwd notebooks --log-output
 PYTEST_ARGS ?=
 
-.PHONY: help venv data test unit notebooks-test lint reproduce table1 clean-cache
+.PHONY: help venv data test unit notebooks-test lint reproduce table1 clean-cache test-distributed
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
+	@echo "make test-distributed - 2 CPU processes (DDP, gloo) vs 1 on tiny data"
 	@echo "make reproduce  - every notebook on $(DATASETS) with $(PARAMS); writes $(RESULTS)/"
 	@echo "make data       - link $(SHARED)/<name> into data/"
 	@echo "make lint       - ruff"
@@ -69,3 +70,7 @@ table1: $(STAMP)
 
 clean-cache:
 	rm -rf cache
+
+# Two CPU processes (DDP, gloo) against one on tiny data; see tests/distributed/test_ddp_gloo.py.
+test-distributed: $(STAMP)
+	LVW_TEST_DISTRIBUTED=1 $(BIN)/python -m pytest tests/distributed -q $(PYTEST_ARGS)

@@ -17,6 +17,7 @@ import torch
 from lvwlib.attention import gradcam_maps
 from lvwlib.backbones import build_backbone
 from lvwlib.base_model import BaseModel
+from lvwlib.batches import CachedSource
 from lvwlib.cache import compute_trunk_features
 from lvwlib.config import BackboneConfig, LVWConfig
 from lvwlib.data import TensorImageDataset
@@ -53,7 +54,7 @@ def main() -> None:
         model = PrototypeNet(backbone.tail, backbone.feature_channels, 10)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         g = torch.Generator().manual_seed(0)
-        t = timed(lambda cfg=cfg, model=model, opt=opt, g=g: _train_epoch(model, feats, labels, cams, cfg, opt, False, g))
+        t = timed(lambda cfg=cfg, model=model, opt=opt, g=g: _train_epoch(model, CachedSource(feats, labels, cams), cfg, opt, False, g))
         out[f"lvw_joint_images_per_s (align {align_size or 'off'})"] = n / t
     print(json.dumps({k: round(v, 1) for k, v in out.items()}, indent=2))
 

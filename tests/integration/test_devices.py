@@ -3,8 +3,8 @@
 ``tests/data/cpu_reference_tiny.json`` was written by
 ``tests/data/make_cpu_reference.py`` at the commit before the refactor; the
 runs below must reproduce it bit for bit (floats compared after the same json
-round trip), with ``device: cpu`` and with ``device: auto`` on a machine
-without CUDA.
+round trip), with ``device: auto`` on a machine without CUDA (else ``cpu``),
+on one thread (as the reference: the thread count changes float reductions).
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ KEYS = ("accuracy", "iou", "iou_reference", "per_image_iou", "push", "history")
 
 
 def _run(tmp_path: Path, device: str, methods: list[str]) -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float reductions depend on the thread count; the reference used 1
+    try:
+        return _run_pinned(tmp_path, device, methods)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_pinned(tmp_path: Path, device: str, methods: list[str]) -> dict:
     params = load_params(resolve("params/tiny.yaml"))
     params.update(cache_dir=str(tmp_path / device), device=device, methods=methods)
     rows = run_all(experiment_from_params(params, "synthetic"), progress=False)

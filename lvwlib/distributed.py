@@ -81,6 +81,20 @@ def shutdown() -> None:
         tdist.destroy_process_group()
 
 
+def _comm_device() -> torch.device:
+    """NCCL reduces CUDA tensors only; gloo CPU tensors."""
+    if tdist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _all_reduce(tensor: torch.Tensor, op: tdist.ReduceOp = tdist.ReduceOp.SUM) -> torch.Tensor:
+    """All-reduce on the backend's device; returns a tensor on ``tensor``'s device."""
+    moved = tensor.to(_comm_device())
+    tdist.all_reduce(moved, op=op)
+    return moved.to(tensor.device)
+
+
 def wrap(model: nn.Module) -> nn.Module:
     """``model`` under DDP over its parameters that currently require grad (itself in 1 process).
 
@@ -90,7 +104,8 @@ def wrap(model: nn.Module) -> nn.Module:
     """
     if not active():
         return model
-    device_ids = [model.words.device] if hasattr(model, "words") and model.words.is_cuda else None
+    device = next(model.parameters()).device
+    device_ids = [device] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
@@ -99,8 +114,7 @@ def sum_stats(sums: dict[str, float], count: int) -> tuple[dict[str, float], int
     if not active():
         return sums, count
     names = sorted(sums)
-    values = torch.tensor([sums[n] for n in names] + [float(count)], dtype=torch.float64)
-    tdist.all_reduce(values)
+    values = _all_reduce(torch.tensor([sums[n] for n in names] + [float(count)], dtype=torch.float64))
     return {n: float(values[i]) for i, n in enumerate(names)}, int(values[-1])
 
 
@@ -110,8 +124,7 @@ def agree_int(value: int | None) -> int:
         if value is None:
             raise ValueError("no value: the rank saw no data")
         return value
-    t = torch.tensor([-1 if value is None else value], dtype=torch.long)
-    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    t = _all_reduce(torch.tensor([-1 if value is None else value], dtype=torch.long), tdist.ReduceOp.MAX)
     return int(t)
 
 
@@ -121,24 +134,21 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor
         return rows
     full = torch.zeros(n, *rows.shape[1:], dtype=rows.dtype)
     full[index] = rows
-    tdist.all_reduce(full)  # each row is non-zero on exactly one rank: the sum is a gather
-    return full
+    return _all_reduce(full)  # each row is non-zero on exactly one rank: the sum is a gather
 
 
 def sum_rows(full: torch.Tensor) -> torch.Tensor:
     """A tensor [N, ...] whose rows each rank filled for its own images (zeros elsewhere) -> complete."""
-    if active():
-        tdist.all_reduce(full)
-    return full
+    return _all_reduce(full) if active() else full
 
 
 def broadcast_flag(flag: bool) -> bool:
     """Rank 0's value of ``flag`` on every rank (e.g. "this cache entry exists")."""
     if not active():
         return flag
-    t = torch.tensor([int(flag)])
+    t = torch.tensor([int(flag)], device=_comm_device())
     tdist.broadcast(t, src=0)
-    return bool(t)
+    return bool(t.item())
 
 
 def reduce_push(
@@ -158,17 +168,14 @@ def reduce_push(
     """
     if not active():
         return best_dist, best_image, best_pos, best_vec
-    global_dist = best_dist.clone()
-    tdist.all_reduce(global_dist, op=tdist.ReduceOp.MIN)
+    global_dist = _all_reduce(best_dist.clone(), tdist.ReduceOp.MIN)
     big = torch.iinfo(torch.long).max
     mine = (best_dist == global_dist) & (best_image >= 0)
     candidate = torch.where(mine, best_image, torch.full_like(best_image, big))
-    winner = candidate.clone()
-    tdist.all_reduce(winner, op=tdist.ReduceOp.MIN)
+    winner = _all_reduce(candidate.clone(), tdist.ReduceOp.MIN)
     won = mine & (best_image == winner)  # [M]: this rank holds the winning patch
     vec = torch.where(won[:, None], best_vec, torch.zeros_like(best_vec))
     pos = torch.where(won, best_pos, torch.zeros_like(best_pos))
-    tdist.all_reduce(vec)
-    tdist.all_reduce(pos)
+    vec, pos = _all_reduce(vec), _all_reduce(pos)
     image = torch.where(winner == big, torch.full_like(winner, -1), winner)
     return global_dist, image, pos, vec

@@ -16,7 +16,7 @@ from lvwlib import distributed as dist
 from lvwlib.base_model import BaseModel
 from lvwlib.batches import as_source
 from lvwlib.config import BaseConfig
-from lvwlib.devices import CPU, Runtime, backward_step, evaluation
+from lvwlib.devices import Runtime, backward_step, evaluation, model_runtime
 from lvwlib.seeding import seed_everything
 
 
@@ -28,7 +28,7 @@ def train_base_model(
     labels: torch.Tensor | None,
     cfg: BaseConfig,
     progress: bool = True,
-    runtime: Runtime = CPU,
+    runtime: Runtime | None = None,
 ) -> tuple[BaseModel, list[dict[str, float]]]:
     """Fine-tune a copy of ``tail`` and a linear classifier on cached trunk features.
 
@@ -42,6 +42,7 @@ def train_base_model(
         the trained model (eval mode, on the runtime's device) and per-epoch
         history (loss, train accuracy).
     """
+    runtime = model_runtime(tail, runtime)
     source = as_source(feats, labels, device=runtime.device)
     seed_everything(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -74,8 +75,9 @@ def train_base_model(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, feats: torch.Tensor, batch_size: int = 256, runtime: Runtime = CPU) -> torch.Tensor:
+def predict(model: nn.Module, feats: torch.Tensor, batch_size: int = 256, runtime: Runtime | None = None) -> torch.Tensor:
     """Logits [N, C] (CPU) of the unflipped images of ``feats`` [N, 2, Ct, h, w] (or [N, Ct, h, w])."""
+    runtime = model_runtime(model, runtime)
     x_all = feats[:, 0] if feats.dim() == 5 else feats
     model.to(runtime.device)
     with evaluation(model, runtime):
@@ -91,7 +93,7 @@ def gradcam_maps(
     target: str = "predicted",
     batch_size: int = 64,
     progress: bool = True,
-    runtime: Runtime = CPU,
+    runtime: Runtime | None = None,
     at_layer_resolution: bool = False,
 ) -> torch.Tensor:
     """Grad-CAM of the base model at its last convolutional layer (the tail output).
@@ -114,6 +116,7 @@ def gradcam_maps(
         raise ValueError(f"cam_target must be 'predicted' or 'label', got {target!r}")
     if target == "label" and labels is None and isinstance(feats, torch.Tensor):
         raise ValueError("cam_target 'label' needs the labels")
+    runtime = model_runtime(model, runtime)
     source = as_source(feats, labels, device=runtime.device)
     model.to(runtime.device)
     n = len(source)

@@ -90,7 +90,7 @@ class RunConfig:
     device: str = "auto"  # torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...
     amp: str = "none"  # autocast of forward passes on CUDA: none | bf16 | fp16 (ignored on the CPU)
     num_workers: int = 0  # DataLoader workers for image decoding
-    streaming: str = "auto"  # images through DataLoader workers, no feature cache: auto (when tail: all) | on | off
+    streaming: str = "auto"  # lvwlib.launch: stream images, no feature cache: auto (when tail: all) | on | off
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -76,6 +76,14 @@ def runtime_from(device: str = "auto", amp: str = "none") -> Runtime:
     return Runtime(resolve_device(device), amp)
 
 
+def model_runtime(module: torch.nn.Module, runtime: Runtime | None = None) -> Runtime:
+    """``runtime`` if given, else float32 on the device ``module``'s parameters live on."""
+    if runtime is not None:
+        return runtime
+    first = next(iter(module.parameters()), None)
+    return Runtime(first.device) if first is not None else CPU
+
+
 def to_device(tensor: torch.Tensor | None, runtime: Runtime) -> torch.Tensor | None:
     """Move a batch tensor to the run's device (float16 caches become float32 first)."""
     if tensor is None:

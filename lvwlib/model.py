@@ -131,7 +131,15 @@ class PrototypeNet(nn.Module):
         return self.add_on(self.tail(trunk))
 
     def forward(self, trunk: torch.Tensor) -> PrototypeOutput:
-        """[B, Ct, h, w] trunk features -> :class:`PrototypeOutput`."""
+        """[B, Ct, h, w] trunk features -> :class:`PrototypeOutput`.
+
+        Outputs are on the input's device: a CPU tensor given to a network on the
+        GPU (a notebook cell on cached features) is moved there and back.
+        """
+        home = self.words.device
+        if trunk.device != home:
+            out = self.forward(trunk.to(home))
+            return PrototypeOutput(*(t.to(trunk.device) for t in (out.logits, out.min_distances, out.distances)))
         latent = self.latent(trunk)
         # Distances and log-similarities in float32 even under mixed precision: the
         # expansion ||z||^2 - 2 z.v + ||v||^2 and the +1e-4 of the similarity lose

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from lvwlib import distributed as dist
 from lvwlib.batches import as_source
-from lvwlib.devices import CPU, Runtime
+from lvwlib.devices import Runtime, model_runtime
 from lvwlib.model import PrototypeNet
 
 
@@ -43,7 +43,7 @@ def push_words(
     class_specific: bool = False,
     batch_size: int = 128,
     progress: bool = True,
-    runtime: Runtime = CPU,
+    runtime: Runtime | None = None,
 ) -> PushRecord:
     """Replace every word by its nearest latent patch over the unaugmented training set.
 
@@ -60,10 +60,12 @@ def push_words(
         labels: [N].
         class_specific: ProtoPNet: a word may only take a patch of an image of
             one of its own classes (``model.word_classes``); LVW: any image.
-        runtime: device and autocast of the forward passes (distances are float32).
+        runtime: device and autocast of the forward passes (distances are float32);
+            None: float32 where the model is.
     Returns:
         the :class:`PushRecord` of the projection.
     """
+    runtime = model_runtime(model, runtime)
     source = as_source(feats, labels, device=runtime.device)
     model.to(runtime.device)
     model.eval()

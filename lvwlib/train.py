@@ -25,7 +25,7 @@ from lvwlib import distributed as dist
 from lvwlib.batches import as_source, iterate_batches
 from lvwlib.cache import StaleCacheError
 from lvwlib.config import LVWConfig, to_dict
-from lvwlib.devices import CPU, Runtime, backward_step, evaluation
+from lvwlib.devices import CPU, Runtime, backward_step, evaluation, model_runtime
 from lvwlib.losses import alignment_loss, cluster_loss, l1_last_layer, separation_loss
 from lvwlib.model import PrototypeNet, log_similarity
 from lvwlib.push import PushRecord, push_words
@@ -67,7 +67,7 @@ def train_prototype_net(
     checkpoint: str | Path | None = None,
     evaluate: Callable[[PrototypeNet], dict[str, float]] | None = None,
     progress: bool = True,
-    runtime: Runtime = CPU,
+    runtime: Runtime | None = None,
 ) -> TrainState:
     """Train ``model`` in place with the three-stage protocol.
 
@@ -80,7 +80,8 @@ def train_prototype_net(
         labels: [N].
         cams: [N, 2, hc, wc] base-model Grad-CAM of the same images and flips;
             required when ``cfg.beta_align > 0``.
-        runtime: device and autocast mode; the model is moved to its device.
+        runtime: device and autocast mode (None: float32 where the model is);
+            the model is moved to its device.
         cfg: the LVW (or ProtoPNet) configuration.
         checkpoint: file to write after every epoch and to resume from.
         evaluate: called with the model after every last-layer stage; its dict
@@ -88,6 +89,7 @@ def train_prototype_net(
     Returns:
         the final :class:`TrainState` (history and push records).
     """
+    runtime = model_runtime(model, runtime)
     source = as_source(feats, labels, cams, runtime.device)
     if cfg.beta_align > 0 and not source.has_cams:
         raise ValueError("attention alignment (beta_align > 0) needs the base model's Grad-CAM maps")
@@ -219,7 +221,7 @@ def train_last_layer(
     optimiser: torch.optim.Optimizer,
     generator: torch.Generator,
     batch_size: int | None = None,
-    runtime: Runtime = CPU,
+    runtime: Runtime | None = None,
 ) -> dict[str, float]:
     """Last-layer stage: ``cfg.last_layer_epochs`` passes of CE + gamma * L1 on the last layer.
 
@@ -230,6 +232,7 @@ def train_last_layer(
     passes on all of them (the stage is a linear layer on [N, 2, M] numbers:
     replicating it is cheaper than synchronising it, and exact).
     """
+    runtime = model_runtime(model, runtime)
     source = as_source(feats, labels, device=runtime.device)
     scores, labels = word_scores(model, source, runtime=runtime, with_labels=True)  # [N, 2, M], [N]
     model.to(runtime.device)
@@ -261,7 +264,7 @@ def word_scores(
     model: PrototypeNet,
     feats: Any,
     batch_size: int = 256,
-    runtime: Runtime = CPU,
+    runtime: Runtime | None = None,
     with_labels: bool = False,
 ) -> Any:
     """Word scores of every image in both orientations: [N, 2, M] on the CPU.
@@ -269,6 +272,7 @@ def word_scores(
     ``feats`` is [N, 2, Ct, h, w] or a source; under DDP every rank gets all N
     rows (gathered). With ``with_labels``, also the labels [N].
     """
+    runtime = model_runtime(model, runtime)
     source = as_source(feats, None, device=runtime.device)
     model.to(runtime.device)
     out, index = [], []

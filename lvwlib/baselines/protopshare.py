@@ -61,7 +61,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lvwlib.config import LVWConfig
-from lvwlib.devices import CPU, Runtime
+from lvwlib.devices import Runtime, model_runtime
 from lvwlib.model import PrototypeNet
 from lvwlib.push import PushRecord, push_words
 from lvwlib.train import train_last_layer
@@ -250,7 +250,7 @@ def protopshare(
     lvw_cfg: LVWConfig,
     progress: bool = True,
     evaluate: Callable[[PrototypeNet], dict[str, float]] | None = None,
-    runtime: Runtime = CPU,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Merge-prune a trained ProtoPNet; the input model is not modified.
 
@@ -278,6 +278,7 @@ def protopshare(
         into it), ``push`` (the last :class:`PushRecord` as rows, or None if no
         step ran) and ``config`` (the schedule as a dict).
     """
+    runtime = model_runtime(model, runtime)
     model = copy.deepcopy(model).to(runtime.device)
     model.eval()
     words_before = model.num_words

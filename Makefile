@@ -23,10 +23,11 @@ EXPLORE_PORT ?= 8866
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # jupyter refuses root without it (containers)
 CLASSROOM := $(sort $(wildcard notebooks/classroom/*.ipynb))
 
-.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params analyses report clean-cache lab explore quick classroom test-browser
+.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params analyses report clean-cache lab explore quick classroom test-browser test-distributed
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
+	@echo "make test-distributed - 2 CPU processes (DDP, gloo) vs 1 on tiny data"
 	@echo "make reproduce  - every notebook on $(DATASETS) with $(PARAMS); writes $(RESULTS)/"
 	@echo "make cells      - only the Table 1 cells, $(WORKERS) processes x $(THREADS) threads on $(EXECUTOR) (fills cache/)"
 	@echo "make analyses   - Figures 2-5, word gallery and $(RESULTS)/README.md (after Table 1)"
@@ -151,3 +152,7 @@ check-params: $(STAMP)
 
 clean-cache:
 	rm -rf cache
+
+# Two CPU processes (DDP, gloo) against one on tiny data; see tests/distributed/test_ddp_gloo.py.
+test-distributed: $(STAMP)
+	LVW_TEST_DISTRIBUTED=1 $(BIN)/python -m pytest tests/distributed -q $(PYTEST_ARGS)

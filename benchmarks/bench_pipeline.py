@@ -153,7 +153,7 @@ def bench_lvw(args: argparse.Namespace, cache_dir: Path) -> list[dict[str, Any]]
 
     def timed_epoch(*a: Any, **k: Any) -> dict[str, Any]:
         row, wall, cpu = measure(lambda: original(*a, **k))
-        if not a[6]:  # the `warm` argument: time joint epochs only
+        if not a[4]:  # the `warm` argument (model, source, cfg, optimiser, warm, ...): time joint epochs only
             epoch_seconds.append((wall, cpu))
         return row
 

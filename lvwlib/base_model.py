@@ -29,5 +29,9 @@ class BaseModel(nn.Module):
         return self.tail(trunk)
 
     def forward(self, trunk: torch.Tensor) -> torch.Tensor:
-        """[B, Ct, h, w] trunk features -> [B, C] logits."""
+        """[B, Ct, h, w] trunk features -> [B, C] logits, on the input's device (moved there and back
+        when the model lives elsewhere, e.g. a notebook's CPU features and a model on the GPU)."""
+        home = self.classifier.weight.device
+        if trunk.device != home:
+            return self.forward(trunk.to(home)).to(trunk.device)
         return self.classifier(self.pool(self.features(trunk)).flatten(1))

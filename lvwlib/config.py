@@ -98,8 +98,10 @@ class RunConfig:
     lvw: LVWConfig = field(default_factory=LVWConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cache_dir: str = "cache"  # where features, maps and models are cached
-    device: str = "cpu"  # torch device
+    device: str = "auto"  # torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast of forward passes on CUDA (ignored on the CPU)
     num_workers: NonNegative = 1  # DataLoader workers decoding images for the trunk (1: decoding overlaps the trunk on 2 cores)
+    streaming: Literal["auto", "on", "off"] = "auto"  # lvwlib.launch: stream images, no feature cache: auto (when tail: all) | on | off
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ several identities.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,13 @@ def squared_distances(latent: torch.Tensor, words: torch.Tensor) -> torch.Tensor
     cross = torch.einsum("bdhw,md->bmhw", latent, words)  # [B, M, h, w]
     v_sq = (words**2).sum(dim=1).view(1, -1, 1, 1)  # [1, M, 1, 1]
     return torch.clamp(z_sq - 2 * cross + v_sq, min=0.0)
+
+
+def float32_region(tensor: torch.Tensor):
+    """Autocast switched off on ``tensor``'s device when it is on; else a no-op context."""
+    if torch.is_autocast_enabled(tensor.device.type):
+        return torch.autocast(device_type=tensor.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def log_similarity(distances: torch.Tensor) -> torch.Tensor:
@@ -123,8 +131,21 @@ class PrototypeNet(nn.Module):
         return self.add_on(self.tail(trunk))
 
     def forward(self, trunk: torch.Tensor) -> PrototypeOutput:
-        """[B, Ct, h, w] trunk features -> :class:`PrototypeOutput`."""
-        distances = squared_distances(self.latent(trunk), self.words)
+        """[B, Ct, h, w] trunk features -> :class:`PrototypeOutput`.
+
+        Outputs are on the input's device: a CPU tensor given to a network on the
+        GPU (a notebook cell on cached features) is moved there and back.
+        """
+        home = self.words.device
+        if trunk.device != home:
+            out = self.forward(trunk.to(home))
+            return PrototypeOutput(*(t.to(trunk.device) for t in (out.logits, out.min_distances, out.distances)))
+        latent = self.latent(trunk)
+        # Distances and log-similarities in float32 even under mixed precision: the
+        # expansion ||z||^2 - 2 z.v + ||v||^2 and the +1e-4 of the similarity lose
+        # their small differences in 16 bits. (No-op in a float32 run.)
+        with float32_region(latent):
+            distances = squared_distances(latent.float(), self.words.float())
         min_distances = distances.flatten(2).min(dim=2).values  # [B, M]
         scores = log_similarity(min_distances)  # max of the similarity map = sim of min distance
         return PrototypeOutput(self.last_layer(scores), min_distances, distances)

@@ -33,6 +33,7 @@ from lvwlib.baselines.srae import (
 from lvwlib.cache import cache_key, cached, cached_together
 from lvwlib.config import LVWConfig, RunConfig, load_params, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
+from lvwlib.devices import Runtime, runtime_from
 from lvwlib.fingerprint import code_fingerprint
 from lvwlib.metrics import IoUCoverage, accuracy
 from lvwlib.model import PrototypeNet
@@ -168,6 +169,11 @@ class Prepared:
         return feats, labels
 
     @property
+    def runtime(self) -> Runtime:
+        """Device and autocast of every model, loss, push, Grad-CAM and metric of the run."""
+        return runtime_from(self.exp.run.device, self.exp.run.amp)
+
+    @property
     def cache_dir(self) -> Path:
         return resolve(self.exp.run.cache_dir)
 
@@ -213,6 +219,9 @@ def base_inputs(exp: Experiment, features: dict[str, Any], seed: int) -> tuple[d
     base_cfg = dataclasses.replace(exp.run.base, seed=seed)
     # cam_target only changes the maps, not the model: keep it out of the model's key.
     model_inputs = {**features, "base": {k: v for k, v in to_dict(base_cfg).items() if k != "cam_target"}}
+    if exp.run.amp != "none" and runtime_from(exp.run.device, exp.run.amp).amp_active:
+        # mixed precision changes the numbers: its artefacts get their own keys
+        model_inputs["amp"] = exp.run.amp
     return model_inputs, {**model_inputs, "cam_target": base_cfg.cam_target}
 
 
@@ -259,24 +268,27 @@ def base_for_seed(prep: Prepared, seed: int, progress: bool = True) -> BaseArtef
     """Train (or load) the base model of ``seed`` and its Grad-CAM maps."""
     base_cfg = dataclasses.replace(prep.exp.run.base, seed=seed)
     model_inputs, cam_inputs = base_inputs(prep.exp, prep.feature_inputs, seed)
+    runtime = prep.runtime
 
     def train() -> dict[str, Any]:
         model, history = train_base_model(
             prep.backbone.tail, prep.backbone.feature_channels, prep.num_classes,
-            prep.train_feats, prep.train_labels, base_cfg, progress=progress,
+            prep.train_feats, prep.train_labels, base_cfg, progress=progress, runtime=runtime,
         )
-        return {"state_dict": model.state_dict(), "history": history}
+        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
 
     stored = cached(prep.cache_dir, "base_model", model_inputs, train, code=code_fingerprint(*BASE_CODE))
     model = BaseModel(copy.deepcopy(prep.backbone.tail), prep.backbone.feature_channels, prep.num_classes)
     model.load_state_dict(stored["state_dict"])
-    model.eval()
+    model.to(runtime.device).eval()
 
     splits = ("train", "val", "test") if prep.val_feats is not None else ("train", "test")
 
     def cams() -> dict[str, torch.Tensor]:
         return {
-            split: gradcam_maps(model, *prep.split(split), base_cfg.cam_target, progress=progress)
+            split: gradcam_maps(
+                model, *prep.split(split), base_cfg.cam_target, progress=progress, runtime=runtime
+            )
             for split in splits
         }
 
@@ -308,26 +320,51 @@ def evaluate(
         iou_reference_q<q> (that variant at each swept quantile),
         and per-image IoU at eval.quantile.
     """
-    ev = prep.exp.run.eval
     feats_all, labels = prep.split(split)
-    cams_all = base.cams(split)
+    device = prep.runtime.device
+    n = feats_all.shape[0]
+    batches = (
+        (feats_all[index, 0].float().to(device), index)
+        for index in (torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size))
+    )
+    return evaluate_batches(explain, batches, base.cams(split), labels, prep.exp.run.eval, device, split)
+
+
+def evaluate_batches(
+    explain: ExplainFn,
+    batches: Any,
+    test_cams: torch.Tensor,
+    test_labels: torch.Tensor,
+    ev: Any,
+    device: torch.device,
+    split: str = "test",
+) -> dict[str, Any]:
+    """The loop of :func:`evaluate` over any batches (cached features or streamed images).
+
+    Args:
+        batches: iterable of (trunk [B, Ct, h, w] on ``device``, index [B]) of
+            the unflipped images of ``split``, in order, covering all of them.
+        test_cams: [N, 2, hc, wc] base-model Grad-CAM of those images; test_labels: [N].
+        ev: the :class:`lvwlib.config.EvalConfig`.
+        split: passed to ``explain`` when it is not ``test`` (the base row looks up its maps).
+    """
     quantiles = sorted({*ev.quantiles, ev.quantile})
     metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
     # the reference code's low-region variant at every q (second row of Figure 3(b-f))
     references = {q: IoUCoverage(q=q, size=ev.eval_size, variant="reference") for q in quantiles}
     logits_all, ious = [], {q: [] for q in quantiles}
     ref_ious: dict[float, list[torch.Tensor]] = {q: [] for q in quantiles}
-    for start in range(0, feats_all.shape[0], batch_size):
-        index = torch.arange(start, min(start + batch_size, feats_all.shape[0]))
-        logits, maps = explain(feats_all[index, 0].float(), index, split)
-        cams = cams_all[index, 0]
-        logits_all.append(logits.detach())
+    for x, index in batches:
+        logits, maps = explain(x, index) if split == "test" else explain(x, index, split)
+        cams = test_cams[index, 0].to(device)
+        maps = maps.float()
+        logits_all.append(logits.detach().float().cpu())
         for q in quantiles:
-            ious[q].append(metrics[q](cams, maps.detach()))
-            ref_ious[q].append(references[q](cams, maps.detach()))
+            ious[q].append(metrics[q](cams, maps.detach()).cpu())
+            ref_ious[q].append(references[q](cams, maps.detach()).cpu())
     logits = torch.cat(logits_all)
     result: dict[str, Any] = {
-        "accuracy": accuracy(logits, labels),
+        "accuracy": accuracy(logits, test_labels),
         "iou": torch.cat(ious[ev.quantile]).mean().item(),
         "iou_reference": torch.cat(ref_ious[ev.quantile]).mean().item(),
         "per_image_iou": torch.cat(ious[ev.quantile]).tolist(),
@@ -389,7 +426,7 @@ def trained_prototype_net(
     model = build_prototype_net(prep, base, cfg)
     state = train_prototype_net(
         model, prep.train_feats, prep.train_labels, base.train_cams if cfg.beta_align > 0 else None,
-        cfg, checkpoint=ckpt, progress=progress,
+        cfg, checkpoint=ckpt, progress=progress, runtime=prep.runtime,
     )
     return model, state
 
@@ -417,7 +454,7 @@ Fitted = tuple[ExplainFn, dict[str, Any]]
 def _fit_base(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
     # The base model explained by its own Grad-CAM: IoU 1 by construction, computed anyway.
     def explain(x: torch.Tensor, index: torch.Tensor, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-        return base.model(x), base.cams(split)[index, 0][:, None]
+        return base.model(x), base.cams(split)[index, 0][:, None].to(x.device)
 
     return explain, {"_model": base.model}
 
@@ -447,7 +484,7 @@ def _fit_protopshare(prep: Prepared, base: BaseArtefacts, seed: int, progress: b
     shared = protopshare(
         pnet, prep.train_feats, prep.train_labels,
         dataclasses.replace(prep.exp.protopshare, seed=seed),
-        lvw_config(prep.exp, "protopshare", seed), progress=progress,
+        lvw_config(prep.exp, "protopshare", seed), progress=progress, runtime=prep.runtime,
     )
     model = shared["model"]
     extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words,
@@ -460,6 +497,7 @@ def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: boo
     tree = train_prototree(
         initial_tail(prep, base, prep.exp.run.lvw.tail_init), prep.train_feats, prep.train_labels,
         prep.num_classes, dataclasses.replace(prep.exp.prototree, seed=seed), progress=progress,
+        device=prep.runtime.device,
     )
     m = prep.exp.run.eval.top_m
     return (lambda x, index, split="test": tree.explain(x, m)), {"summary": tree.summary, "_model": tree}
@@ -467,7 +505,8 @@ def _fit_prototree(prep: Prepared, base: BaseArtefacts, seed: int, progress: boo
 
 def _fit_srae(prep: Prepared, base: BaseArtefacts, seed: int, progress: bool) -> Fitted:
     cfg = dataclasses.replace(prep.exp.srae, seed=seed)
-    srae = train_srae(base.model, prep.train_feats, prep.train_labels, cfg, progress=progress)
+    srae = train_srae(base.model, prep.train_feats, prep.train_labels, cfg, progress=progress,
+                      device=prep.runtime.device)
     extra = {
         "faithfulness": faithfulness_metrics(srae, base.model, prep.test_feats),
         "orthogonality": orthogonality_metrics(srae, base.model, prep.test_feats, prep.test_labels),

@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lvwlib.batches import iterate_batches
+from lvwlib import distributed as dist
+from lvwlib.batches import as_source, iterate_batches
 from lvwlib.cache import StaleCacheError, key_lock
 from lvwlib.config import LVWConfig, to_dict
+from lvwlib.devices import CPU, Runtime, backward_step, evaluation, model_runtime
 from lvwlib.losses import alignment_loss, cluster_loss, l1_last_layer, separation_loss
 from lvwlib.model import PrototypeNet, log_similarity
 from lvwlib.push import PushRecord, push_words
@@ -59,13 +61,14 @@ def push_due(joint_epoch: int, cfg: LVWConfig) -> bool:
 
 def train_prototype_net(
     model: PrototypeNet,
-    feats: torch.Tensor,
-    labels: torch.Tensor,
+    feats: Any,
+    labels: torch.Tensor | None,
     cams: torch.Tensor | None,
     cfg: LVWConfig,
     checkpoint: str | Path | None = None,
     evaluate: Callable[[PrototypeNet], dict[str, float]] | None = None,
     progress: bool = True,
+    runtime: Runtime | None = None,
 ) -> TrainState:
     """Train ``model`` in place with the three-stage protocol (see :func:`_train_prototype_net`).
 
@@ -76,27 +79,33 @@ def train_prototype_net(
     """
     lock = key_lock(Path(checkpoint).with_suffix("")) if checkpoint is not None else nullcontext()
     with lock:
-        return _train_prototype_net(model, feats, labels, cams, cfg, checkpoint, evaluate, progress)
+        return _train_prototype_net(model, feats, labels, cams, cfg, checkpoint, evaluate, progress, runtime)
 
 
 def _train_prototype_net(
     model: PrototypeNet,
-    feats: torch.Tensor,
-    labels: torch.Tensor,
+    feats: Any,
+    labels: torch.Tensor | None,
     cams: torch.Tensor | None,
     cfg: LVWConfig,
     checkpoint: str | Path | None = None,
     evaluate: Callable[[PrototypeNet], dict[str, float]] | None = None,
     progress: bool = True,
+    runtime: Runtime | None = None,
 ) -> TrainState:
     """Train ``model`` in place with the three-stage protocol.
 
     Args:
         model: freshly built network (its tail is trained in place).
-        feats: [N, 2, Ct, h, w] cached trunk features (original, flipped).
+        feats: [N, 2, Ct, h, w] cached trunk features (original, flipped), or a
+            batch source (:class:`lvwlib.batches.CachedSource`,
+            :class:`lvwlib.streaming.StreamingSource`; then ``labels`` and
+            ``cams`` are ignored: the source carries them).
         labels: [N].
         cams: [N, 2, hc, wc] base-model Grad-CAM of the same images and flips;
             required when ``cfg.beta_align > 0``.
+        runtime: device and autocast mode (None: float32 where the model is);
+            the model is moved to its device.
         cfg: the LVW (or ProtoPNet) configuration.
         checkpoint: file to write after every epoch and to resume from.
         evaluate: called with the model after every last-layer stage; its dict
@@ -104,8 +113,11 @@ def _train_prototype_net(
     Returns:
         the final :class:`TrainState` (history and push records).
     """
-    if cfg.beta_align > 0 and cams is None:
+    runtime = model_runtime(model, runtime)
+    source = as_source(feats, labels, cams, runtime.device)
+    if cfg.beta_align > 0 and not source.has_cams:
         raise ValueError("attention alignment (beta_align > 0) needs the base model's Grad-CAM maps")
+    model.to(runtime.device)
     seed_everything(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     warm_opt = torch.optim.Adam(
@@ -131,19 +143,19 @@ def _train_prototype_net(
         if not warm:
             joint_opt.param_groups[0]["lr"] = joint_lr(cfg.lr_tail, joint_epoch - 1, cfg)
             joint_opt.param_groups[1]["lr"] = joint_lr(cfg.lr_words, joint_epoch - 1, cfg)
-        row = _train_epoch(model, feats, labels, cams, cfg, warm_opt if warm else joint_opt, warm, generator)
+        row = _train_epoch(model, source, cfg, warm_opt if warm else joint_opt, warm, generator, runtime)
         row.update(epoch=epoch, stage="warm" if warm else "joint")
         state.history.append(row)
         if not warm and push_due(joint_epoch, cfg):
-            record = push_words(model, feats, labels, cfg.class_specific, progress=progress)
+            record = push_words(model, source, None, cfg.class_specific, progress=progress, runtime=runtime)
             state.pushes.append(record.as_rows())
-            row = train_last_layer(model, feats, labels, cfg, last_opt, generator)
+            row = train_last_layer(model, source, None, cfg, last_opt, generator, runtime=runtime)
             row.update(epoch=epoch, stage="last_layer")
             if evaluate is not None:
                 row.update(evaluate(model))
             state.history.append(row)
         state.epochs_done = epoch
-        if checkpoint is not None:
+        if checkpoint is not None and dist.is_main():  # rank 0 writes; every rank holds the same state
             _save(checkpoint, cfg, model, [warm_opt, joint_opt, last_opt], generator, state)
         bar.update(1)
         bar.set_postfix(loss=f"{state.history[-1].get('loss', 0.0):.3f}")
@@ -154,76 +166,100 @@ def _train_prototype_net(
 
 def _train_epoch(
     model: PrototypeNet,
-    feats: torch.Tensor,
-    labels: torch.Tensor,
-    cams: torch.Tensor | None,
+    source: Any,
     cfg: LVWConfig,
     optimiser: torch.optim.Optimizer,
     warm: bool,
     generator: torch.Generator,
+    runtime: Runtime = CPU,
 ) -> dict[str, float]:
-    """One pass of the warm-up or joint stage; returns mean loss components."""
+    """One pass of the warm-up or joint stage; returns mean loss components.
+
+    ``source`` yields (batch, weight); under DDP the weight rescales this rank's
+    mean loss so that the averaged gradient is the global batch's (see
+    :func:`lvwlib.batches.shard`).
+    """
     model.train()
     model.tail.requires_grad_(not warm)
     if warm:
         model.tail.eval()  # frozen tail: keep its batch-norm statistics fixed too
     model.last_layer.requires_grad_(False)
+    net = dist.wrap(model)  # DDP over the parameters that train in this stage (itself in 1 process)
+    scaler = runtime.grad_scaler()
     sums: dict[str, float] = {}
     count = 0
-    for batch in iterate_batches(
-        feats, labels, cfg.batch_size, shuffle=True, random_flip=True, generator=generator,
-        cams=cams if cfg.beta_align > 0 else None,
-    ):
-        out = model(batch.x)
-        parts = {
-            "ce": F.cross_entropy(out.logits, batch.y),
-            "cluster": cluster_loss(
-                out.min_distances,
-                model.word_classes if cfg.class_specific else None,
-                batch.y if cfg.class_specific else None,
-            ),
-        }
-        loss = parts["ce"] + cfg.alpha_cluster * parts["cluster"]
-        if cfg.separation != 0:
-            parts["separation"] = separation_loss(out.min_distances, model.word_classes, batch.y)
-            loss = loss + cfg.separation * parts["separation"]
-        if cfg.beta_align > 0:
-            parts["align"] = alignment_loss(
-                log_similarity(out.distances), -out.min_distances, batch.cam,
-                cfg.topk_align, cfg.align_size,
-            )
-            loss = loss + cfg.beta_align * parts["align"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        parts["loss"] = loss
-        n = len(batch.y)
+    for batch, weight in source.train_batches(cfg.batch_size, generator, with_cams=cfg.beta_align > 0):
+        with runtime.autocast():
+            out = net(batch.x)
+            parts = prototype_losses(model, out, batch.y, batch.cam, cfg)
+        loss = parts["loss"] if weight == 1.0 else parts["loss"] * weight
+        backward_step(loss, optimiser, scaler)
+        n = len(batch.y) if weight > 0 else 0
         for name, value in parts.items():
             sums[name] = sums.get(name, 0.0) + value.item() * n
-        sums["train_acc"] = sums.get("train_acc", 0.0) + (out.logits.argmax(1) == batch.y).sum().item()
+        sums["train_acc"] = sums.get("train_acc", 0.0) + (out.logits.argmax(1) == batch.y).sum().item() * (n > 0)
         count += n
     model.tail.requires_grad_(True)
     model.last_layer.requires_grad_(True)
+    sums, count = dist.sum_stats(sums, count)
     return {name: value / count for name, value in sums.items()}
+
+
+def prototype_losses(
+    model: PrototypeNet, out: Any, labels: torch.Tensor, cams: torch.Tensor | None, cfg: LVWConfig
+) -> dict[str, torch.Tensor]:
+    """The warm-up / joint objective of one batch: CE + alpha * cluster (+ separation, + beta * align).
+
+    Args:
+        out: the model's :class:`lvwlib.model.PrototypeOutput` of B images.
+        labels: [B]; cams: [B, hc, wc] Grad-CAM of the same images and orientations.
+    Returns:
+        each component (scalars) and their weighted sum under ``loss``.
+    """
+    parts = {
+        "ce": F.cross_entropy(out.logits, labels),
+        "cluster": cluster_loss(
+            out.min_distances,
+            model.word_classes if cfg.class_specific else None,
+            labels if cfg.class_specific else None,
+        ),
+    }
+    loss = parts["ce"] + cfg.alpha_cluster * parts["cluster"]
+    if cfg.separation != 0:
+        parts["separation"] = separation_loss(out.min_distances, model.word_classes, labels)
+        loss = loss + cfg.separation * parts["separation"]
+    if cfg.beta_align > 0:
+        parts["align"] = alignment_loss(
+            log_similarity(out.distances), -out.min_distances, cams, cfg.topk_align, cfg.align_size,
+        )
+        loss = loss + cfg.beta_align * parts["align"]
+    parts["loss"] = loss
+    return parts
 
 
 def train_last_layer(
     model: PrototypeNet,
-    feats: torch.Tensor,
-    labels: torch.Tensor,
+    feats: Any,
+    labels: torch.Tensor | None,
     cfg: LVWConfig,
     optimiser: torch.optim.Optimizer,
     generator: torch.Generator,
     batch_size: int | None = None,
+    runtime: Runtime | None = None,
 ) -> dict[str, float]:
     """Last-layer stage: ``cfg.last_layer_epochs`` passes of CE + gamma * L1 on the last layer.
 
     Everything before the last layer is fixed, so the word scores of every
     image and flip are computed once ([N, 2, M]) and the passes run on them.
     ProtoPNet (class_specific) penalises only connections to other classes.
+    Under DDP the scores of all ranks are gathered and every rank runs the same
+    passes on all of them (the stage is a linear layer on [N, 2, M] numbers:
+    replicating it is cheaper than synchronising it, and exact).
     """
-    model.eval()
-    scores = word_scores(model, feats)  # [N, 2, M]
+    runtime = model_runtime(model, runtime)
+    source = as_source(feats, labels, device=runtime.device)
+    scores, labels = word_scores(model, source, runtime=runtime, with_labels=True)  # [N, 2, M], [N]
+    model.to(runtime.device)
     mask = None
     if cfg.class_specific:
         mask = 1.0 - model.word_classes.T  # [C, M]: 1 on connections to other classes
@@ -232,7 +268,7 @@ def train_last_layer(
         count, loss_sum, correct = 0, 0.0, 0
         for batch in iterate_batches(
             scores[:, :, :, None, None], labels, batch_size or cfg.batch_size,
-            shuffle=True, random_flip=True, generator=generator,
+            shuffle=True, random_flip=True, generator=generator, device=runtime.device,
         ):
             logits = model.last_layer(batch.x.flatten(1))
             loss = F.cross_entropy(logits, batch.y) + cfg.gamma_l1 * l1_last_layer(
@@ -248,16 +284,29 @@ def train_last_layer(
     return {"loss": loss_value, "train_acc": acc}
 
 
-@torch.no_grad()
-def word_scores(model: PrototypeNet, feats: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Word scores of every image in both orientations: [N, 2, M]."""
-    model.eval()
-    out = []
-    for start in range(0, feats.shape[0], batch_size):
-        x = feats[start : start + batch_size].float()
-        b = x.shape[0]
-        out.append(model.scores(x.flatten(0, 1)).view(b, 2, -1))
-    return torch.cat(out)
+def word_scores(
+    model: PrototypeNet,
+    feats: Any,
+    batch_size: int = 256,
+    runtime: Runtime | None = None,
+    with_labels: bool = False,
+) -> Any:
+    """Word scores of every image in both orientations: [N, 2, M] on the CPU.
+
+    ``feats`` is [N, 2, Ct, h, w] or a source; under DDP every rank gets all N
+    rows (gathered). With ``with_labels``, also the labels [N].
+    """
+    runtime = model_runtime(model, runtime)
+    source = as_source(feats, None, device=runtime.device)
+    model.to(runtime.device)
+    out, index = [], []
+    with evaluation(model, runtime):
+        for batch in source.ordered_batches(batch_size, flips=(0, 1)):
+            b = len(batch.index)
+            out.append(model.scores(batch.x).float().view(b, 2, -1).cpu())
+            index.append(batch.index)
+    scores = dist.gather_rows(torch.cat(out), torch.cat(index), len(source))
+    return (scores, source.labels) if with_labels else scores
 
 
 def _save(path, cfg, model, optimisers, generator, state: TrainState) -> None:

@@ -61,6 +61,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lvwlib.config import LVWConfig
+from lvwlib.devices import Runtime, model_runtime
 from lvwlib.model import PrototypeNet
 from lvwlib.push import PushRecord, push_words
 from lvwlib.train import train_last_layer
@@ -92,7 +93,7 @@ class ProtoPShareConfig:
 
 @torch.no_grad()
 def min_distance_descriptors(
-    model: PrototypeNet, feats: torch.Tensor, batch_size: int = 64
+    model: PrototypeNet, feats: torch.Tensor, batch_size: int = 64, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Data-dependent description of every prototype.
 
@@ -110,7 +111,7 @@ def min_distance_descriptors(
     model.eval()
     rows = []
     for start in range(0, feats.shape[0], batch_size):
-        x = feats[start : start + batch_size, 0].float()
+        x = feats[start : start + batch_size, 0].float().to(device)
         rows.append(model(x).min_distances)  # [B, M]
     return torch.cat(rows).T.contiguous()
 
@@ -249,6 +250,7 @@ def protopshare(
     lvw_cfg: LVWConfig,
     progress: bool = True,
     evaluate: Callable[[PrototypeNet], dict[str, float]] | None = None,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Merge-prune a trained ProtoPNet; the input model is not modified.
 
@@ -276,7 +278,8 @@ def protopshare(
         into it), ``push`` (the last :class:`PushRecord` as rows, or None if no
         step ran) and ``config`` (the schedule as a dict).
     """
-    model = copy.deepcopy(model)
+    runtime = model_runtime(model, runtime)
+    model = copy.deepcopy(model).to(runtime.device)
     model.eval()
     words_before = model.num_words
     per_step = max(1, round(cfg.merge_fraction * words_before))
@@ -291,7 +294,7 @@ def protopshare(
     bar = tqdm(range(cfg.steps), desc="ProtoPShare", disable=not progress)
     for step in bar:
         m = model.num_words
-        desc = min_distance_descriptors(model, feats, cfg.batch_size)  # [M, N]
+        desc = min_distance_descriptors(model, feats, cfg.batch_size, runtime.device)  # [M, N]
         dist = pairwise_descriptor_distances(desc)  # [M, M]
         plan = plan_merges(dist, per_step)
         if not plan:  # a single word left: nothing to merge
@@ -305,13 +308,15 @@ def protopshare(
 
         # A merged word may now take a patch of an image of ANY of its classes.
         record = push_words(
-            model, feats, labels, class_specific=True, batch_size=cfg.batch_size, progress=False
+            model, feats, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
+            runtime=runtime,
         )
         # The last layer was rebuilt: a fresh optimiser over the new parameter.
         optimiser = torch.optim.Adam(model.last_layer.parameters(), lr=ft_cfg.lr_last)
         if cfg.finetune_epochs > 0:
             fit = train_last_layer(
-                model, feats, labels, ft_cfg, optimiser, generator, batch_size=cfg.batch_size
+                model, feats, labels, ft_cfg, optimiser, generator, batch_size=cfg.batch_size,
+                runtime=runtime,
             )
         else:
             fit = {}

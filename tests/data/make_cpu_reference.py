@@ -1,0 +1,29 @@
+"""Regenerate ``cpu_reference_tiny.json``: the tiny pipeline's CPU results that
+``tests/integration/test_devices.py`` requires bit for bit.
+
+The stored file was made at commit 2095066, before the device refactor, so the
+test shows that device-agnostic code gives a CPU run exactly the old results.
+It pins one thread (results depend on the thread count). Rerun it only when a change is *meant* to alter the tiny results:
+
+    .venv/bin/python tests/data/make_cpu_reference.py /tmp/refcache tests/data/cpu_reference_tiny.json
+"""
+
+import json
+import sys
+
+import torch
+
+from lvwlib import pipeline as P
+from lvwlib.config import load_params
+
+METHODS = ("base", "lvw", "protopnet")
+torch.set_num_threads(1)  # float reductions depend on the thread count: the test pins 1 too
+params = load_params(P.resolve("params/tiny.yaml"))
+params["cache_dir"] = sys.argv[1]
+params["methods"] = list(METHODS)
+rows = P.run_all(P.experiment_from_params(params, "synthetic"), progress=False)
+keys = ("accuracy", "iou", "iou_reference", "per_image_iou", "push", "history")
+out = {r["method"]: {k: r[k] for k in keys if k in r} for r in rows}
+meta = "tests/data/make_cpu_reference.py, params/tiny.yaml, dataset synthetic"
+with open(sys.argv[2], "w") as fh:
+    json.dump({"generated_by": meta, "methods": out}, fh, indent=1)

@@ -1,7 +1,9 @@
 """Regenerate ``cpu_reference_tiny.json``: the tiny pipeline's CPU results that
 ``tests/integration/test_devices.py`` requires bit for bit.
 
-The stored file was made at commit 2095066, before the device refactor, so the
+The file was first made at commit 2095066, before the device refactor (the
+refactor reproduced it bit for bit), and regenerated when the validation split
+changed the tiny data on purpose, so the
 test shows that device-agnostic code gives a CPU run exactly the old results.
 It pins one thread (results depend on the thread count). Rerun it only when a change is *meant* to alter the tiny results:
 

@@ -65,7 +65,8 @@ def test_shown_maps_and_iou_are_those_of_the_image(app):
     app.order.value = "by index"
     # the image whose Grad-CAM is positive on most cells (ReLU leaves ties at 0 that fill any mask)
     i = int((sess.base.test_cams[:, 0] > 0).flatten(1).float().mean(1).argmax())
-    assert (sess.base.test_cams[i, 0] > 0).float().mean() > 0.5
+    # (a third of the cells is enough for the 90th-percentile mask to be a proper subset)
+    assert (sess.base.test_cams[i, 0] > 0).float().mean() > 0.3
     app.position.value = i
     app.q.value = 90.0
     view = app.view

@@ -16,6 +16,8 @@ PYTEST_ARGS ?=
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 THREADS ?= 1
 EXECUTOR ?= local
+# ANALYSES=0 stops make reproduce after Table 1 (Figures 2-5 and the report are skipped).
+ANALYSES ?= 1
 
 EXPLORE_PARAMS ?= params/quick.yaml
 LAB_PORT ?= 8888
@@ -116,7 +118,7 @@ reproduce: $(STAMP) data check-params cells
 	  done; \
 	done
 	$(MAKE) table1
-	$(MAKE) analyses
+	if [ "$(ANALYSES)" != 0 ]; then $(MAKE) analyses; fi
 
 # Figures 2-5, the word gallery and the report (issue 7); after Table 1, whose cached models they reuse.
 # Fig 3(a) on imagewoof (Stanford Dogs stand-in); Fig 4 on imagenette (STL10 stand-in); Fig 5 holds out

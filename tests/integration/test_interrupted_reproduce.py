@@ -107,7 +107,8 @@ def _state(pid: int) -> str:
 def _make_reproduce(params: Path, dataset: Path, results: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("a") as out:  # a file, not a pipe: a run nobody reads must not block
         return subprocess.Popen(
-            ["make", "reproduce", f"PARAMS={params}", f"DATASETS={dataset}", f"RESULTS={results}"],
+            # ANALYSES=0: Table 1 only (Figures 2-5 retrain nothing Table 1 needs and triple the time)
+            ["make", "reproduce", f"PARAMS={params}", f"DATASETS={dataset}", f"RESULTS={results}", "ANALYSES=0"],
             cwd=project_root(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

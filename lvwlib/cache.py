@@ -15,7 +15,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -105,16 +105,26 @@ def cached(
         return _cached_unlocked(cache_dir, kind, inputs, compute, key=key, folder=folder)
 
 
-def key_lock(stem: str | Path) -> FileLock:
+def key_lock(stem: str | Path) -> AbstractContextManager:
     """An inter-process lock for the artefact ``<stem>.*``: the file ``.<name>.lock`` beside it.
 
     The lock file is left in place (empty): deleting it on release would let a
     waiter lock the old inode while a newcomer locks a new file. An OS-level
     lock is released when its process dies, so a crashed cell blocks nobody.
     """
+    if _distributed_world() > 1:
+        # DDP ranks run in lockstep through collectives and only rank 0 writes: a file
+        # lock held by rank 0 across a collective would block rank 1 outside it (deadlock).
+        return nullcontext()
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(stem.parent / f".{stem.name}.lock")
+
+
+def _distributed_world() -> int:
+    """Processes of the initialised torch.distributed group (1 when there is none)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _cached_unlocked(

@@ -132,14 +132,18 @@ def save_with(path: str | Path, saver: Callable[[Path], None]) -> None:
 
 
 def git_commit() -> dict[str, Any]:
-    """The project's git commit and whether the work tree had uncommitted changes."""
+    """The project's git commit and whether the work tree had uncommitted changes.
+
+    ``results/`` is left out of the check: a run writes its own outputs there, which
+    would otherwise mark every record after the first as dirty.
+    """
     def run(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=project_root(), capture_output=True, text=True, check=True
         ).stdout.strip()
 
     try:
-        return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain"))}
+        return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--", ".", ":(exclude)results"))}
     except (subprocess.CalledProcessError, FileNotFoundError):
         return {"commit": None, "dirty": None}
 

@@ -35,7 +35,7 @@ from lvwlib.config import LVWConfig, RunConfig, load_params, to_dict
 from lvwlib.data import DatasetBundle, load_dataset
 from lvwlib.devices import Runtime, runtime_from
 from lvwlib.fingerprint import code_fingerprint
-from lvwlib.metrics import IoUCoverage, accuracy
+from lvwlib.metrics import accuracy, iou_sweep
 from lvwlib.model import PrototypeNet
 from lvwlib.paths import project_root
 from lvwlib.records import remove_stale_temporaries
@@ -349,19 +349,17 @@ def evaluate_batches(
         split: passed to ``explain`` when it is not ``test`` (the base row looks up its maps).
     """
     quantiles = sorted({*ev.quantiles, ev.quantile})
-    metrics = {q: IoUCoverage(q=q, size=ev.eval_size) for q in quantiles}
-    # the reference code's low-region variant at every q (second row of Figure 3(b-f))
-    references = {q: IoUCoverage(q=q, size=ev.eval_size, variant="reference") for q in quantiles}
     logits_all, ious = [], {q: [] for q in quantiles}
+    # the reference code's low-region variant at every q (second row of Figure 3(b-f))
     ref_ious: dict[float, list[torch.Tensor]] = {q: [] for q in quantiles}
     for x, index in batches:
         logits, maps = explain(x, index) if split == "test" else explain(x, index, split)
         cams = test_cams[index, 0].to(device)
-        maps = maps.float()
         logits_all.append(logits.detach().float().cpu())
+        sweep = iou_sweep(cams, maps.detach().float(), quantiles, ev.eval_size)
         for q in quantiles:
-            ious[q].append(metrics[q](cams, maps.detach()).cpu())
-            ref_ious[q].append(references[q](cams, maps.detach()).cpu())
+            ious[q].append(sweep[("paper", q)].cpu())
+            ref_ious[q].append(sweep[("reference", q)].cpu())
     logits = torch.cat(logits_all)
     result: dict[str, Any] = {
         "accuracy": accuracy(logits, test_labels),

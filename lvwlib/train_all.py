@@ -1,7 +1,9 @@
 """Train (or load) every method of a params file on some datasets, timing each stage.
 
-``python -m lvwlib.train_all params/quick.yaml imagenette`` is what ``make quick``
-runs: afterwards the explorer and the classroom find every model in the cache.
+``python -m lvwlib.train_all params/quick.yaml imagenette`` trains in this process (the
+explorer notebook calls it when the cache is empty); ``make quick`` runs the same cells in
+parallel processes with :mod:`lvwlib.cells`. Afterwards the explorer and the classroom find
+every model in the cache.
 """
 
 from __future__ import annotations

@@ -7,7 +7,14 @@ import pytest
 import torch
 from sklearn.metrics import jaccard_score
 
-from lvwlib.metrics import IoUCoverage, accuracy, mask_iou, quantile_mask
+from lvwlib.metrics import (
+    IoUCoverage,
+    accuracy,
+    iou_sweep,
+    mask_iou,
+    quantile_mask,
+    quantile_thresholds,
+)
 
 
 def test_accuracy():
@@ -65,3 +72,29 @@ def test_bad_quantile_and_variant():
         quantile_mask(torch.rand(1, 2, 2), 120)
     with pytest.raises(ValueError, match="variant"):
         quantile_mask(torch.rand(1, 2, 2), 50, "low")
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_iou_sweep_equals_one_metric_per_q_and_variant(kind):
+    # evaluate() uses the one-pass sweep; it must give IoUCoverage's numbers bit for bit
+    g = torch.Generator().manual_seed(0)
+    cams = torch.rand(4, 7, 7, generator=g)
+    maps = torch.rand(4, 3, 7, 7, generator=g)
+    if kind == "ties":  # flat and two-level maps: thresholds sit on ties
+        cams[0] = 1.0
+        maps[1] = (maps[1] > 0.5).float()
+    qs = [0.0, 50.0, 60.0, 90.0, 100.0]
+    sweep = iou_sweep(cams, maps, qs, size=16)
+    assert set(sweep) == {(v, q) for v in ("paper", "reference") for q in qs}
+    for (variant, q), iou in sweep.items():
+        expected = IoUCoverage(q=q, size=16, variant=variant)(cams, maps)
+        assert torch.equal(iou, expected), (variant, q)
+
+
+def test_quantile_thresholds_shape_and_range_check():
+    maps = torch.arange(8.0).view(2, 2, 2)
+    t = quantile_thresholds(maps, [0.0, 50.0, 100.0])
+    assert t.shape == (3, 2)
+    assert t[:, 0].tolist() == [0.0, 1.5, 3.0] and t[:, 1].tolist() == [4.0, 5.5, 7.0]
+    with pytest.raises(ValueError, match="quantile"):
+        quantile_thresholds(maps, [150.0])

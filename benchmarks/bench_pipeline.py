@@ -13,6 +13,9 @@
    otherwise): seconds per joint epoch, test accuracy and IoU coverage, and their
    differences.
 3. Grad-CAM of the base model on random features of the real shapes.
+4. IoU evaluation of one split (Table 1's 5 quantiles x 2 variants at 224 px): the one-pass
+   sweep ``lvwlib.metrics.iou_sweep`` that ``evaluate`` uses against one ``IoUCoverage``
+   call per (q, variant), and whether their numbers are equal.
 
 Every ratio is measured in the same run. Numbers depend on the machine and on what else
 runs on it: user CPU time per image is less sensitive to other processes than images/s.
@@ -210,6 +213,29 @@ def bench_gradcam(n: int) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------- 4. evaluation
+
+
+def bench_eval(n: int, m: int = 10) -> list[dict[str, Any]]:
+    """IoU of ``n`` images with ``m`` words at every q and both variants: sweep vs per-metric calls."""
+    from lvwlib.config import EvalConfig
+    from lvwlib.metrics import IoUCoverage, iou_sweep
+
+    ev = EvalConfig()
+    qs = sorted({*ev.quantiles, ev.quantile})
+    g = torch.Generator().manual_seed(0)
+    cams, maps = torch.rand(n, 7, 7, generator=g), torch.rand(n, m, 7, 7, generator=g)
+    calls = [(v, q) for v in ("paper", "reference") for q in qs]
+    per_call, t_calls, _ = measure(
+        lambda: {(v, q): IoUCoverage(q=q, size=ev.eval_size, variant=v)(cams, maps) for v, q in calls}
+    )
+    sweep, t_sweep, _ = measure(lambda: iou_sweep(cams, maps, qs, ev.eval_size))
+    equal = all(torch.equal(sweep[c], per_call[c]) for c in calls)
+    rows = [{"images": n, "metric calls s": t_calls, "sweep s": t_sweep, "ratio": t_calls / t_sweep, "equal": equal}]
+    print("\n## IoU evaluation of one split (5 q x 2 variants, 224 px)\n\n" + markdown(rows), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200, help="real images for the trunk benchmark")
@@ -225,7 +251,7 @@ def main() -> None:
     parser.add_argument("--joint-epochs", type=int, default=10)
     parser.add_argument("--cache-dir", default=None,
                         help="cache for the LVW section's features and base model (default: a temporary folder)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["trunk", "lvw", "gradcam"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["trunk", "lvw", "gradcam", "eval"])
     parser.add_argument("--json", default=None, help="also write the rows to this json file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -241,6 +267,8 @@ def main() -> None:
                 out["lvw"] = bench_lvw(args, Path(tmp))
     if "gradcam" not in args.skip:
         out["gradcam"] = bench_gradcam(64)
+    if "eval" not in args.skip:
+        out["eval"] = bench_eval(200)
     if args.json:
         write_json(args.json, out)
 

@@ -81,9 +81,13 @@ def chromium() -> str:
 def lab(chromium, tmp_path_factory):
     port, token = free_port(), secrets.token_hex(16)
     params = explorer_params()
-    env = {**os.environ, "LVW_EXPLORER_PARAMS": params}
     # JupyterLab autosaves: serve a copy of the notebook so the checkout's file keeps no outputs
     root = tmp_path_factory.mktemp("lab")
+    # user settings of this server only: no "get notified about Jupyter news?" toast over the screenshots
+    settings = root / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    env = {**os.environ, "LVW_EXPLORER_PARAMS": params, "JUPYTERLAB_SETTINGS_DIR": str(root / "settings")}
     (root / "notebooks").mkdir()
     shutil.copy(project_root() / "notebooks" / "04_explorer.ipynb", root / "notebooks" / "04_explorer.ipynb")
     log = (root / "jupyter.log").open("w")

@@ -324,3 +324,24 @@ def figure2_image(correct: torch.Tensor) -> int:
     the most methods correct. correct: [methods, N] bool."""
     votes = correct.sum(dim=0)
     return int(torch.nonzero(votes == votes.max()).flatten()[0])
+
+
+def most_used_words(top_words: torch.Tensor, num_words: int, limit: int) -> list[int]:
+    """The ``limit`` words that appear most often among the images' top words, most used first.
+
+    A gallery of ProtoTree's 1,023 prototypes is a 28 MB image nobody reads; the words a
+    model actually shows on the test set are the ones worth a look. Ties keep word order.
+
+    Args:
+        top_words: [N, m] word indices shown for each of N images (top m words; ProtoTree: its path).
+        num_words: M, the model's number of words.
+        limit: how many to keep (all when M <= limit).
+    Returns:
+        word indices, at most ``limit``.
+    """
+    if num_words <= limit:
+        return list(range(num_words))
+    shown = top_words.flatten().long()
+    counts = torch.bincount(shown[shown >= 0], minlength=num_words)  # -1: no word (a path shorter than m)
+    order = sorted(range(num_words), key=lambda j: (-int(counts[j]), j))
+    return order[:limit]

@@ -67,9 +67,17 @@ def high_activation_box(activation: torch.Tensor, percentile: float = 95.0) -> t
 
 
 def plot_word_sources(
-    images: Sequence[torch.Tensor], activations: Sequence[torch.Tensor], titles: Sequence[str], ncols: int = 8
+    images: Sequence[torch.Tensor],
+    activations: Sequence[torch.Tensor],
+    titles: Sequence[str],
+    ncols: int = 8,
+    thumb: int | None = None,
 ) -> plt.Figure:
-    """Each word's source training image [3, S, S] with the box of its activation [S, S]."""
+    """Each word's source training image [3, S, S] with the box of its activation [S, S].
+
+    ``thumb``: draw each image at this side (the box is found at full size, then scaled),
+    which keeps a gallery of a hundred photos a few MB instead of tens.
+    """
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 1.9 * nrows), squeeze=False, dpi=FIGURE_DPI)
@@ -77,6 +85,10 @@ def plot_word_sources(
         ax.axis("off")
     for ax, img, act, title in zip(axes.flat, images, activations, titles, strict=False):
         r0, r1, c0, c1 = high_activation_box(act)
+        if thumb is not None and thumb < img.shape[-1]:
+            scale = thumb / img.shape[-1]
+            img = F.interpolate(img[None].float(), size=(thumb, thumb), mode="bilinear", antialias=True)[0]
+            r0, r1, c0, c1 = (int(v * scale) for v in (r0, r1, c0, c1))
         ax.imshow(to_numpy_image(img))
         ax.add_patch(plt.Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False, color="yellow", lw=1.5))
         ax.set_title(title, fontsize=7)

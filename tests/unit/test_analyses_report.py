@@ -130,3 +130,12 @@ def test_figure_rows_lists_only_existing(tmp_path):
     rows = figure_rows(tmp_path, ["imagenette", "imagewoof"])
     assert [r["paper"] for r in rows] == ["Figure 2", "Figure 3(b-f)"]
     assert rows[0]["figure"].startswith("[imagenette/figure2.png]")
+
+
+def test_most_used_words_by_hand():
+    from lvwlib.analyses import most_used_words
+
+    top = torch.tensor([[3, 1], [3, 0], [3, 1]])  # word 3 three times, word 1 twice, word 0 once
+    assert most_used_words(top, num_words=5, limit=2) == [3, 1]
+    assert most_used_words(top, num_words=5, limit=4) == [3, 1, 0, 2]  # unused words by index
+    assert most_used_words(top, num_words=3, limit=5) == [0, 1, 2]  # M <= limit: every word, in order

@@ -174,11 +174,12 @@ def plot_maps_row(
 def plot_source_histogram(counts: pd.DataFrame) -> plt.Figure:
     """Figure 5 (measured): source classes of held-out images' top words, one colour per held-out class."""
     n = counts["source_class"].nunique()
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * n + 2), 3.0))
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * n + 2), 3.6))
     sns.barplot(data=counts, x="source_class", y="count", hue="heldout_class", ax=ax)
     ax.set_xlabel("class of the word's source training image")
     ax.set_ylabel("top-word occurrences")
-    ax.tick_params(axis="x", rotation=30)
+    # long breed names: slanted, anchored at their right end so neighbours do not overlap
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     ax.legend(title="held-out class", fontsize=7)
     fig.tight_layout()
     return fig

@@ -139,3 +139,12 @@ def test_most_used_words_by_hand():
     assert most_used_words(top, num_words=5, limit=2) == [3, 1]
     assert most_used_words(top, num_words=5, limit=4) == [3, 1, 0, 2]  # unused words by index
     assert most_used_words(top, num_words=3, limit=5) == [0, 1, 2]  # M <= limit: every word, in order
+
+
+def test_random_map_sweep_equals_one_call_per_q_and_variant():
+    from lvwlib.analyses import random_map_iou, random_map_sweep
+
+    cams = torch.rand(3, 7, 7, generator=torch.Generator().manual_seed(1))
+    sweep = random_map_sweep(cams, [50.0, 90.0], size=32, seed=2)
+    for (variant, q), iou in sweep.items():
+        assert torch.equal(iou, random_map_iou(cams, q, 32, variant, seed=2)), (variant, q)

@@ -93,8 +93,9 @@ classroom: $(STAMP) data
 	done
 
 # JupyterLab on a free port, the explorer run in headless system Chromium (apt-get install chromium).
+SCREENSHOTS ?= results/screenshots
 test-browser: $(STAMP)
-	LVW_BROWSER_REQUIRED=1 $(BIN)/python -m pytest tests/browser -q -rs $(PYTEST_ARGS)
+	LVW_BROWSER_REQUIRED=1 LVW_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(BIN)/python -m pytest tests/browser -q -rs $(PYTEST_ARGS)
 
 # The README's test command: environment, lint, unit + integration tests, notebooks under nbval.
 test: $(STAMP) data

@@ -25,7 +25,7 @@ EXPLORE_PORT ?= 8866
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # jupyter refuses root without it (containers)
 CLASSROOM := $(sort $(wildcard notebooks/classroom/*.ipynb))
 
-.PHONY: help venv data test unit notebooks-test lint reproduce table1 cells check-params analyses report clean-cache lab explore quick classroom test-browser test-distributed
+.PHONY: help venv data test unit notebooks-test lint reproduce reproduce-notebooks table1 cells check-params analyses report clean-cache lab explore quick classroom test-browser test-distributed
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
@@ -111,7 +111,18 @@ test: $(STAMP) data
 # .<name>.part.ipynb and renamed on success (removed on an error: papermill prints it):
 # a killed run leaves no half-written notebook under its final name, and the next run
 # removes the partial ones and the temporary files of killed writers (lvwlib.records).
+# A warm rerun skips the notebooks when results/ is up to date (lvwlib.uptodate: same code,
+# notebooks, Makefile, params, make variables and cache as at the last finished run, and
+# every result file still there); FORCE=1 runs them anyway. The stamp is written last.
+FORCE ?= 0
+UPTODATE = $(BIN)/python -m lvwlib.uptodate
+UPTODATE_ARGS = $(RESULTS) --params $(PARAMS) --extra "$(DATASETS) | $(ANALYSES) | $(K_DATASET) $(K_VALUES) | $(WORDS_DATASET) | $(UNSEEN_DATASET) $(UNSEEN_CLASSES)"
 reproduce: $(STAMP) data check-params cells
+	@mkdir -p $(RESULTS)
+	@if [ "$(FORCE)" != 1 ] && $(UPTODATE) check $(UPTODATE_ARGS); then exit 0; fi; \
+	  $(MAKE) reproduce-notebooks && $(UPTODATE) write $(UPTODATE_ARGS)
+
+reproduce-notebooks: $(STAMP) data
 	@mkdir -p $(RESULTS)/notebooks
 	rm -f $(RESULTS)/notebooks/.*.part.ipynb
 	$(BIN)/python -m lvwlib.records clean $(RESULTS)

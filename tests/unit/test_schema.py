@@ -49,7 +49,7 @@ def test_numbers_written_as_strings_by_yaml_are_numbers():
     assert exp.protopnet == {"separation": pytest.approx(-0.08)}
 
 
-@pytest.mark.parametrize("name", ["tiny", "default", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "default", "paper", "quick", "fidelity"])
 def test_shipped_params_are_valid(name):
     from lvwlib.config import load_params
     from lvwlib.pipeline import resolve

@@ -35,6 +35,7 @@ from lvwlib.data import make_synthetic
 from lvwlib.names import results_name
 from lvwlib.paths import project_root
 from lvwlib.pipeline import resolve
+from lvwlib.uptodate import STAMP_NAME
 
 pytestmark = [
     pytest.mark.slow,
@@ -137,8 +138,9 @@ def _partial_files(*folders: Path) -> list[Path]:
     return [
         p for folder in folders for p in folder.rglob("*")
         if p.name.endswith((".tmp", ".part.ipynb"))
-        # any other hidden file, but the (empty, kept by design) key locks of lvwlib.cache
-        or (p.name.startswith(".") and p.is_file() and not p.name.endswith(".lock"))
+        # any other hidden file, but the (empty, kept by design) key locks of lvwlib.cache and
+        # the stamp of a finished run (lvwlib.uptodate, written last)
+        or (p.name.startswith(".") and p.is_file() and not p.name.endswith(".lock") and p.name != STAMP_NAME)
     ]
 
 
@@ -208,6 +210,7 @@ def test_killed_reproduce_resumes_to_the_same_table(tmp_path):
     name = results_name(str(link))
     assert name.startswith("my_shapes-") and name.encode() in table
     assert _partial_files(results, cache) == []
+    assert (results / STAMP_NAME).is_file()  # the finished run stamped its results (warm reruns skip)
     # named after the folder, under RESULTS; nothing written into the dataset
     assert sorted(p.name for p in (results / "notebooks").iterdir()) == sorted(
         [f"01_base_model_{name}.ipynb", f"02_lvw_{name}.ipynb", "03_table1.ipynb"]

@@ -226,7 +226,8 @@ FIGURES: list[tuple[str, str, str]] = [
      "none (gallery)"),
     ("{dataset}/word_gallery_protopshare", "Every ProtoPShare prototype (after merging) as its source patch.",
      "none (gallery)"),
-    ("{dataset}/word_gallery_prototree", "Every ProtoTree node prototype as its source patch.", "none (gallery)"),
+    ("{dataset}/word_gallery_prototree", "ProtoTree node prototypes as source patches: of its 1,023, the 100 most "
+     "used on test images (08's gallery_max_words).", "none (gallery)"),
     ("{dataset}/lvw_attention_examples", "Base Grad-CAM and the combined word maps of LVW with and without "
      "alignment on example test images.", "Figure 2(b), more images"),
     ("{dataset}/lvw_words", "LVW words as their source training patches (notebook 02).", "Figure 2(a)"),

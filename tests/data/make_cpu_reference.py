@@ -19,13 +19,22 @@ from lvwlib import pipeline as P
 from lvwlib.config import load_params
 
 METHODS = ("base", "lvw", "protopnet")
-torch.set_num_threads(1)  # float reductions depend on the thread count: the test pins 1 too
-params = load_params(P.resolve("params/tiny.yaml"))
-params["cache_dir"] = sys.argv[1]
-params["methods"] = list(METHODS)
-rows = P.run_all(P.experiment_from_params(params, "synthetic"), progress=False)
-keys = ("accuracy", "iou", "iou_reference", "per_image_iou", "push", "history")
-out = {r["method"]: {k: r[k] for k in keys if k in r} for r in rows}
-meta = "tests/data/make_cpu_reference.py, params/tiny.yaml, dataset synthetic"
-with open(sys.argv[2], "w") as fh:
-    json.dump({"generated_by": meta, "methods": out}, fh, indent=1)
+
+
+def main(cache_dir: str, out_file: str) -> None:
+    """Run the tiny pipeline on CPU with one thread and write its results to ``out_file``."""
+    torch.set_num_threads(1)  # float reductions depend on the thread count: the test pins 1 too
+    params = load_params(P.resolve("params/tiny.yaml"))
+    params["cache_dir"] = cache_dir
+    params["methods"] = list(METHODS)
+    rows = P.run_all(P.experiment_from_params(params, "synthetic"), progress=False)
+    keys = ("accuracy", "iou", "iou_reference", "per_image_iou", "push", "history")
+    out = {r["method"]: {k: r[k] for k in keys if k in r} for r in rows}
+    meta = "tests/data/make_cpu_reference.py, params/tiny.yaml, dataset synthetic"
+    with open(out_file, "w") as fh:
+        json.dump({"generated_by": meta, "methods": out}, fh, indent=1)
+
+
+# a script, never run on import (pytest given this path once ran it with its own flags as paths)
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -79,8 +79,8 @@ lab: $(STAMP)
 
 # Every method on the quick setting (imagenette subset), as parallel cells (2x1 beat 1x2 threads);
 # the explorer and the classroom read its cache.
-quick: $(STAMP) data
-	$(BIN)/python -m lvwlib.cells --params params/quick.yaml --datasets imagenette --workers $(WORKERS) --threads $(THREADS) --executor local
+quick:
+	$(MAKE) cells PARAMS=params/quick.yaml DATASETS=imagenette EXECUTOR=local
 
 # The explorer alone as a web page (Voila hides the code); the parameters come from the environment.
 explore: $(STAMP)

@@ -64,6 +64,11 @@ def half_metrics(correct: torch.Tensor, iou: torch.Tensor, halves: list[torch.Te
 
 # ---------------------------------------------------------------- chance level
 
+def uniform_noise_maps(n: int, size: int, seed: int) -> torch.Tensor:
+    """[n, 1, size, size] i.i.d. U(0, 1) maps from their own generator seeded ``seed``."""
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
 def random_map_iou(
     cams: torch.Tensor, q: float, size: int, variant: str = "paper", seed: int = 0
 ) -> torch.Tensor:
@@ -75,9 +80,7 @@ def random_map_iou(
     paper's high regions; the reference variant selects the LOW region,
     p = q/100, so its chance level grows with q: 0.82 at q = 90).
     """
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.rand(cams.shape[0], 1, size, size, generator=gen)
-    return IoUCoverage(q=q, size=size, variant=variant)(cams, noise)
+    return IoUCoverage(q=q, size=size, variant=variant)(cams, uniform_noise_maps(cams.shape[0], size, seed))
 
 
 def random_map_sweep(
@@ -85,12 +88,11 @@ def random_map_sweep(
 ) -> dict[tuple[str, float], torch.Tensor]:
     """:func:`random_map_iou` for every q and both variants at once: {(variant, q): IoU [B]}.
 
-    The same noise as ``random_map_iou(cams, q, size, variant, seed)`` (one generator
-    per seed), upsampled and sorted once instead of per (q, variant); equal bit for bit.
+    The same noise as ``random_map_iou(cams, q, size, variant, seed)``
+    (:func:`uniform_noise_maps`), upsampled and sorted once instead of per (q, variant);
+    equal bit for bit.
     """
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.rand(cams.shape[0], 1, size, size, generator=gen)
-    return iou_sweep(cams, noise, qs, size)
+    return iou_sweep(cams, uniform_noise_maps(cams.shape[0], size, seed), qs, size)
 
 
 def chance_iou(q: float, variant: str = "paper") -> float:

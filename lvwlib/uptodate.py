@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lvwlib.config import RunConfig, load_params
 from lvwlib.paths import project_root
 from lvwlib.records import write_json
 
@@ -47,7 +48,10 @@ def cache_state(cache_dir: Path) -> dict[str, Any]:
     """Entry count and newest mtime of the cache (hidden lock and temporary files excluded)."""
     if not cache_dir.is_dir():
         return {"entries": 0, "newest_mtime_ns": 0}
-    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(cache_dir).parts)  # noqa: E731
+
+    def hidden(path: Path) -> bool:
+        return any(part.startswith(".") for part in path.relative_to(cache_dir).parts)
+
     files = [p for p in cache_dir.rglob("*") if p.is_file() and not hidden(p)]
     return {"entries": len(files), "newest_mtime_ns": max((p.stat().st_mtime_ns for p in files), default=0)}
 
@@ -61,10 +65,9 @@ def result_sizes(results: Path) -> dict[str, int]:
     }
 
 
-def current_stamp(results: Path, params_file: Path, extra: str, root: Path) -> dict[str, Any]:
-    from lvwlib.config import load_params
-
-    cache_dir = Path(load_params(params_file).get("cache_dir", "cache"))
+def current_stamp(params_file: Path, extra: str, root: Path) -> dict[str, Any]:
+    """The sources digest and cache state of a run of ``params_file`` (see :func:`stale_reason`)."""
+    cache_dir = Path(load_params(params_file).get("cache_dir", RunConfig.cache_dir))
     cache_dir = cache_dir if cache_dir.is_absolute() else root / cache_dir
     return {"sources": source_digest(params_file, extra, root), "cache": cache_state(cache_dir)}
 
@@ -75,7 +78,7 @@ def stale_reason(results: Path, params_file: Path, extra: str, root: Path) -> st
     if not stamp_path.exists():
         return "no stamp of a finished run"
     stamp = json.loads(stamp_path.read_text())
-    now = current_stamp(results, params_file, extra, root)
+    now = current_stamp(params_file, extra, root)
     if stamp.get("sources") != now["sources"]:
         return "code, notebooks, Makefile, params or make variables changed"
     if stamp.get("cache") != now["cache"]:
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"{results}: running the notebooks ({reason})", flush=True)
         return 1
-    stamp = {**current_stamp(results, params_file, args.extra, root), "results": result_sizes(results)}
+    stamp = {**current_stamp(params_file, args.extra, root), "results": result_sizes(results)}
     write_json(results / STAMP_NAME, stamp)
     return 0
 

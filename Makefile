@@ -11,7 +11,7 @@ SHARED ?= ../shared/datasets
 KERNEL := lvw
 PAPERMILL = $(BIN)/papermill --kernel $(KERNEL) --cwd notebooks --log-output
 PYTEST_ARGS ?=
-# Table 1 cells run in parallel before the notebooks (lvwlib.cells): WORKERS processes x THREADS
+# Table 1 cells run in parallel before the notebooks (lvwlib.experiment.cells): WORKERS processes x THREADS
 # torch threads each, on EXECUTOR (local | submitit-local | slurm). WORKERS defaults to the cores.
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 THREADS ?= 1
@@ -106,16 +106,16 @@ test: $(STAMP) data
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.
 # The params are checked first; the cells fill the caches in parallel; the notebooks then only load.
 # A dataset is a registry name or a path to class folders; its outputs are named by
-# `python -m lvwlib.names name` (a path -> <base name>-<hash>) and stay under $(RESULTS).
+# `python -m lvwlib.experiment.names name` (a path -> <base name>-<hash>) and stay under $(RESULTS).
 # papermill writes its output notebook cell by cell, so each notebook is written to
 # .<name>.part.ipynb and renamed on success (removed on an error: papermill prints it):
 # a killed run leaves no half-written notebook under its final name, and the next run
-# removes the partial ones and the temporary files of killed writers (lvwlib.records).
-# A warm rerun skips the notebooks when results/ is up to date (lvwlib.uptodate: same code,
+# removes the partial ones and the temporary files of killed writers (lvwlib.store.records).
+# A warm rerun skips the notebooks when results/ is up to date (lvwlib.experiment.uptodate: same code,
 # notebooks, Makefile, params, make variables and cache as at the last finished run, and
 # every result file still there); FORCE=1 runs them anyway. The stamp is written last.
 FORCE ?= 0
-UPTODATE = $(BIN)/python -m lvwlib.uptodate
+UPTODATE = $(BIN)/python -m lvwlib.experiment.uptodate
 UPTODATE_ARGS = $(RESULTS) --params $(PARAMS) --extra "$(DATASETS) | $(ANALYSES) | $(K_DATASET) $(K_VALUES) | $(WORDS_DATASET) | $(UNSEEN_DATASET) $(UNSEEN_CLASSES)"
 reproduce: $(STAMP) data check-params cells
 	@mkdir -p $(RESULTS)
@@ -125,9 +125,9 @@ reproduce: $(STAMP) data check-params cells
 reproduce-notebooks: $(STAMP) data
 	@mkdir -p $(RESULTS)/notebooks
 	rm -f $(RESULTS)/notebooks/.*.part.ipynb
-	$(BIN)/python -m lvwlib.records clean $(RESULTS)
+	$(BIN)/python -m lvwlib.store.records clean $(RESULTS)
 	set -e; for d in $(DATASETS); do \
-	  d=$$($(BIN)/python -m lvwlib.names abs "$$d"); n=$$($(BIN)/python -m lvwlib.names name "$$d"); \
+	  d=$$($(BIN)/python -m lvwlib.experiment.names abs "$$d"); n=$$($(BIN)/python -m lvwlib.experiment.names name "$$d"); \
 	  for nb in 01_base_model 02_lvw; do \
 	    $(PAPERMILL) notebooks/$$nb.ipynb $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb -p params_file $(PARAMS) -p dataset "$$d" -p results_dir $(RESULTS) -p progress False \
 	      || { rm -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb; exit 1; }; \
@@ -159,15 +159,15 @@ report: $(STAMP)
 
 table1: $(STAMP)
 	@mkdir -p $(RESULTS)/notebooks
-	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False \
+	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.experiment.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False \
 	  || { rm -f $(RESULTS)/notebooks/.03_table1.part.ipynb; exit 1; }
 	mv -f $(RESULTS)/notebooks/.03_table1.part.ipynb $(RESULTS)/notebooks/03_table1.ipynb
 
 cells: $(STAMP) data check-params
-	$(BIN)/python -m lvwlib.cells --params $(PARAMS) --datasets $(DATASETS) --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)
+	$(BIN)/python -m lvwlib.experiment.cells --params $(PARAMS) --datasets $(DATASETS) --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)
 
 check-params: $(STAMP)
-	$(BIN)/python -m lvwlib.schema $(PARAMS)
+	$(BIN)/python -m lvwlib.experiment.schema $(PARAMS)
 
 clean-cache:
 	rm -rf cache

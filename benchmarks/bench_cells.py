@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lvwlib.cells import Cell, CellsConfig, run_cells
-from lvwlib.config import load_params
-from lvwlib.pipeline import resolve
+from lvwlib.core.config import load_params
+from lvwlib.experiment.cells import Cell, CellsConfig, run_cells
+from lvwlib.experiment.pipeline import resolve
 
 
 def small_params(args: argparse.Namespace, cache_dir: Path) -> dict:

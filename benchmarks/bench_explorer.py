@@ -16,8 +16,8 @@ import time
 
 import matplotlib
 
-from lvwlib.pipeline import METHODS
-from lvwlib.widgets import Explorer
+from lvwlib.experiment.pipeline import METHODS
+from lvwlib.ui.widgets import Explorer
 
 matplotlib.use("Agg")
 BUDGET_S = 1.0

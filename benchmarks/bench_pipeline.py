@@ -9,12 +9,12 @@
    (``backbone.runtime``) and each ``num_workers``; the ratio to eager with the same
    workers; max abs difference of the trunk outputs (float32) between the runtimes.
 2. LVW alignment loss compared at ``align_size`` 56 vs 224 px: two small LVW models
-   trained with :mod:`lvwlib.pipeline` on a small real subset (``params/default.yaml``
+   trained with :mod:`lvwlib.experiment.pipeline` on a small real subset (``params/default.yaml``
    otherwise): seconds per joint epoch, test accuracy and IoU coverage, and their
    differences.
 3. Grad-CAM of the base model on random features of the real shapes.
 4. IoU evaluation of one split (Table 1's 5 quantiles x 2 variants at 224 px): the one-pass
-   sweep ``lvwlib.metrics.iou_sweep`` that ``evaluate`` uses against one ``IoUCoverage``
+   sweep ``lvwlib.core.metrics.iou_sweep`` that ``evaluate`` uses against one ``IoUCoverage``
    call per (q, variant), and whether their numbers are equal.
 
 Every ratio is measured in the same run. Numbers depend on the machine and on what else
@@ -35,15 +35,9 @@ from typing import Any
 
 import torch
 
-import lvwlib.train as lvw_train
-from lvwlib.attention import gradcam_maps
-from lvwlib.backbones import build_backbone
-from lvwlib.base_model import BaseModel
-from lvwlib.config import BackboneConfig, DataConfig, load_params
-from lvwlib.data import load_dataset
-from lvwlib.records import write_json
-from lvwlib.seeding import seed_everything
-from lvwlib.trunk_features import (
+import lvwlib.core.train as lvw_train
+from lvwlib.backbones.split import build_backbone
+from lvwlib.backbones.trunk_features import (
     RUNTIMES,
     EagerTrunk,
     OnnxTrunk,
@@ -51,6 +45,12 @@ from lvwlib.trunk_features import (
     export_trunk_onnx,
     onnx_available,
 )
+from lvwlib.core.base_model import BaseModel
+from lvwlib.core.config import BackboneConfig, DataConfig, load_params
+from lvwlib.core.gradcam import gradcam_maps
+from lvwlib.core.seeding import seed_everything
+from lvwlib.data import load_dataset
+from lvwlib.store.records import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,8 +135,8 @@ def bench_trunk(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def bench_lvw(args: argparse.Namespace, cache_dir: Path) -> list[dict[str, Any]]:
-    from lvwlib import pipeline
-    from lvwlib.config import replace
+    from lvwlib.core.config import replace
+    from lvwlib.experiment import pipeline
 
     exp = pipeline.experiment_from_params(load_params(ROOT / "params" / "default.yaml"), "imagenette")
     run = replace(
@@ -218,8 +218,8 @@ def bench_gradcam(n: int) -> list[dict[str, Any]]:
 
 def bench_eval(n: int, m: int = 10) -> list[dict[str, Any]]:
     """IoU of ``n`` images with ``m`` words at every q and both variants: sweep vs per-metric calls."""
-    from lvwlib.config import EvalConfig
-    from lvwlib.metrics import IoUCoverage, iou_sweep
+    from lvwlib.core.config import EvalConfig
+    from lvwlib.core.metrics import IoUCoverage, iou_sweep
 
     ev = EvalConfig()
     qs = sorted({*ev.quantiles, ev.quantile})

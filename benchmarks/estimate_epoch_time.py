@@ -21,10 +21,10 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lvwlib.backbones import build_backbone
-from lvwlib.config import BackboneConfig, LVWConfig
-from lvwlib.model import PrototypeNet
-from lvwlib.train import prototype_losses
+from lvwlib.backbones.split import build_backbone
+from lvwlib.core.config import BackboneConfig, LVWConfig
+from lvwlib.core.model import PrototypeNet
+from lvwlib.core.train import prototype_losses
 
 # Training images of the paper's six benchmarks (official splits; AwA2: 80 % of 37,322
 # per class, lvwlib.data.paper_sets) and their classes and image sides.

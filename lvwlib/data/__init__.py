@@ -5,7 +5,7 @@ Every dataset yields ``(image, label)`` with ``image`` a float32 tensor
 S x S without keeping the aspect ratio, as the paper's "resize to 224x224") and
 ``label`` an int indexing the dataset's ``classes``. No normalisation and no
 augmentation happen here: the backbone wrapper normalises, and the random
-horizontal flip is applied to cached features (see :mod:`lvwlib.batches`).
+horizontal flip is applied to cached features (see :mod:`lvwlib.core.batches`).
 
 Sources (the registry :data:`DATASETS`):
 

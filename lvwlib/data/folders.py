@@ -10,7 +10,8 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..config import DataConfig
+from lvwlib.core.config import DataConfig
+
 from .errors import DatasetNotFoundError
 from .images import ImageFileDataset
 from .manifest import MANIFEST_NAME, verify_manifest

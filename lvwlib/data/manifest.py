@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..paths import cache_root
+from lvwlib.store.paths import cache_root
+
 from .errors import DatasetIntegrityError, DatasetNotFoundError
 
 MANIFEST_NAME = "MANIFEST.tsv"

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataConfig
+from lvwlib.core.config import DataConfig
+
 from .errors import DatasetIntegrityError, DatasetNotFoundError
 from .folders import _check_same_classes, _file_dataset, scan_class_folders
 from .images import ImageFileDataset, TorchvisionImageDataset, _relative_id

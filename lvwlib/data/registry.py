@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import DataConfig
-from ..paths import data_root
+from lvwlib.core.config import DataConfig
+from lvwlib.store.paths import data_root
+
 from .bundle import DatasetBundle
 from .errors import DatasetNotFoundError
 from .folders import _load_class_folders, _offline_loader

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import DataConfig
+from lvwlib.core.config import DataConfig
+
 from .images import TensorImageDataset
 from .splits import _seed_int, _Splits
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from lvwlib.paths import project_root
+from lvwlib.store.paths import project_root
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +53,7 @@ def explorer_params() -> str:
     """$LVW_BROWSER_PARAMS, else quick when its models are cached, else tiny (the notebook trains tiny)."""
     if os.environ.get("LVW_BROWSER_PARAMS"):
         return os.environ["LVW_BROWSER_PARAMS"]
-    from lvwlib.explorer import cached_choices, load_params_file
+    from lvwlib.ui.explorer import cached_choices, load_params_file
 
     try:
         if cached_choices(load_params_file("params/quick.yaml")):

@@ -15,8 +15,8 @@ import sys
 
 import torch
 
-from lvwlib import pipeline as P
-from lvwlib.config import load_params
+from lvwlib.core.config import load_params
+from lvwlib.experiment import pipeline as P
 
 METHODS = ("base", "lvw", "protopnet")
 

@@ -2,7 +2,7 @@
 
 Both runs see the same global batches (every rank draws the same epoch plan and
 takes its share of each global batch, with the loss weights of
-:func:`lvwlib.batches.shard`), so they differ only by floating-point rounding:
+:func:`lvwlib.core.batches.shard`), so they differ only by floating-point rounding:
 gradients are summed across ranks in another order, and per-rank batches of 4
 instead of 8 images change the convolution's blocking. Tolerances, after 5
 epochs of training and 2 pushes:
@@ -39,7 +39,7 @@ METHODS = "base,lvw,protopnet"
 
 
 def _launch(nproc: int, cache: Path, out: Path) -> dict:
-    args = ["-m", "lvwlib.launch", "--params", "params/tiny.yaml", "--dataset", "synthetic",
+    args = ["-m", "lvwlib.experiment.launch", "--params", "params/tiny.yaml", "--dataset", "synthetic",
             "--methods", METHODS, "--out", str(out), "--set", f"cache_dir={cache}",
             "--set", "backbone.tail=all", "--set", "device=cpu"]
     if nproc == 1:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvwlib.artefacts import ModelNotCachedError, TrainedModel, available_models, load_model
-from lvwlib.config import load_params
-from lvwlib.pipeline import (
+from lvwlib.core.config import load_params
+from lvwlib.experiment.artefacts import (
+    ModelNotCachedError,
+    TrainedModel,
+    available_models,
+    load_model,
+)
+from lvwlib.experiment.pipeline import (
     METHODS,
     base_for_seed,
     experiment_from_params,

@@ -21,10 +21,10 @@ import torch
 import yaml
 from PIL import Image
 
-from lvwlib.config import load_params
-from lvwlib.names import results_name
-from lvwlib.pipeline import load_experiment, resolve, run_all
-from lvwlib.records import RunRecord, write_json
+from lvwlib.core.config import load_params
+from lvwlib.experiment.names import results_name
+from lvwlib.experiment.pipeline import load_experiment, resolve, run_all
+from lvwlib.store.records import RunRecord, write_json
 
 
 def run_like_notebook(params_file: Path, dataset: str | None, results: Path) -> None:
@@ -202,7 +202,7 @@ def _write_params(tmp: Path, overrides: dict) -> Path:
 def _snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folders``: path -> (size, mtime ns).
 
-    Empty ``.lock`` files (lvwlib.cache's inter-process key locks, kept by
+    Empty ``.lock`` files (lvwlib.store.cache's inter-process key locks, kept by
     design) are not results and are left out, and so is the exported ONNX trunk
     (``trunk_onnx/``): it depends on the backbone config only, never on the data,
     so a bad input cannot make it wrong and the next run reuses it.

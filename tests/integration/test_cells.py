@@ -1,4 +1,4 @@
-"""The parallel cell runner (lvwlib.cells) on tiny synthetic data."""
+"""The parallel cell runner (lvwlib.experiment.cells) on tiny synthetic data."""
 
 from __future__ import annotations
 
@@ -13,9 +13,17 @@ import pytest
 import torch
 import yaml
 
-from lvwlib.cells import Cell, CellsConfig, _SubmititEngine, cells_config, main, plan, run_cells
-from lvwlib.config import load_params
-from lvwlib.pipeline import METHODS, experiment_from_params, resolve, run_all
+from lvwlib.core.config import load_params
+from lvwlib.experiment.cells import (
+    Cell,
+    CellsConfig,
+    _SubmititEngine,
+    cells_config,
+    main,
+    plan,
+    run_cells,
+)
+from lvwlib.experiment.pipeline import METHODS, experiment_from_params, resolve, run_all
 
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (.+?): (.+), (\d+) cells left$")
 

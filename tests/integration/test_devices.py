@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from lvwlib.config import load_params
-from lvwlib.pipeline import experiment_from_params, resolve, run_all
+from lvwlib.core.config import load_params
+from lvwlib.experiment.pipeline import experiment_from_params, resolve, run_all
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "cpu_reference_tiny.json"
 KEYS = ("accuracy", "iou", "iou_reference", "per_image_iou", "push", "history")

@@ -9,10 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lvwlib.config import load_params
-from lvwlib.explorer import iou_of
-from lvwlib.metrics import mask_iou, quantile_mask
-from lvwlib.pipeline import (
+from lvwlib.core.config import load_params
+from lvwlib.core.metrics import mask_iou, quantile_mask
+from lvwlib.experiment.pipeline import (
     METHODS,
     base_for_seed,
     experiment_from_params,
@@ -20,7 +19,8 @@ from lvwlib.pipeline import (
     resolve,
     run_method,
 )
-from lvwlib.widgets import Explorer
+from lvwlib.ui.explorer import iou_of
+from lvwlib.ui.widgets import Explorer
 
 matplotlib.use("Agg")
 

@@ -30,12 +30,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from lvwlib.config import load_params
+from lvwlib.core.config import load_params
 from lvwlib.data import make_synthetic
-from lvwlib.names import results_name
-from lvwlib.paths import project_root
-from lvwlib.pipeline import resolve
-from lvwlib.uptodate import STAMP_NAME
+from lvwlib.experiment.names import results_name
+from lvwlib.experiment.pipeline import resolve
+from lvwlib.experiment.uptodate import STAMP_NAME
+from lvwlib.store.paths import project_root
 
 pytestmark = [
     pytest.mark.slow,
@@ -138,8 +138,8 @@ def _partial_files(*folders: Path) -> list[Path]:
     return [
         p for folder in folders for p in folder.rglob("*")
         if p.name.endswith((".tmp", ".part.ipynb"))
-        # any other hidden file, but the (empty, kept by design) key locks of lvwlib.cache and
-        # the stamp of a finished run (lvwlib.uptodate, written last)
+        # any other hidden file, but the (empty, kept by design) key locks of lvwlib.store.cache and
+        # the stamp of a finished run (lvwlib.experiment.uptodate, written last)
         or (p.name.startswith(".") and p.is_file() and not p.name.endswith(".lock") and p.name != STAMP_NAME)
     ]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvwlib.config import load_params
-from lvwlib.pipeline import (
+from lvwlib.core.config import load_params
+from lvwlib.experiment.pipeline import (
     METHOD_LABELS,
     METHODS,
     base_for_seed,
@@ -15,7 +15,7 @@ from lvwlib.pipeline import (
     resolve,
     run_method,
 )
-from lvwlib.tables import long_rows, summarise, table1_markdown
+from lvwlib.paper.tables import long_rows, summarise, table1_markdown
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_results_are_cached_and_tables_build(tiny, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a cached method was retrained")
 
-    monkeypatch.setattr("lvwlib.pipeline._run", fail)
+    monkeypatch.setattr("lvwlib.experiment.pipeline._run", fail)
     again = run_method(prep, base, "lvw", seed=0, progress=False)
     assert again["accuracy"] == first["accuracy"]
     rows = [run_method(prep, base, m, seed=0, progress=False) for m in ("base", "lvw")]

@@ -6,13 +6,13 @@ import json
 
 import torch
 
-from lvwlib.backbones import build_backbone
-from lvwlib.config import load_params
+from lvwlib.backbones.split import build_backbone
+from lvwlib.core.config import load_params
+from lvwlib.core.model import PrototypeNet
+from lvwlib.core.streaming import StreamingSource
 from lvwlib.data import load_dataset
-from lvwlib.launch import main
-from lvwlib.model import PrototypeNet
-from lvwlib.pipeline import experiment_from_params, resolve
-from lvwlib.streaming import StreamingSource
+from lvwlib.experiment.launch import main
+from lvwlib.experiment.pipeline import experiment_from_params, resolve
 
 
 def test_streaming_tail_all_trains_pushes_and_evaluates(tmp_path):

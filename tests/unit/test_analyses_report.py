@@ -1,4 +1,4 @@
-"""Known answers of the analysis computations (lvwlib.analyses) and the claims' verdict rule (lvwlib.report)."""
+"""Known answers of the analysis computations (lvwlib.paper.analyses) and the claims' verdict rule (lvwlib.paper.report)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lvwlib.analyses import (
+from lvwlib.paper.analyses import (
     WordSource,
     base_class_similarity,
     chance_iou,
@@ -19,7 +19,7 @@ from lvwlib.analyses import (
     random_map_iou,
     source_class_counts,
 )
-from lvwlib.report import claim_k, claim_unseen, claims_table, verdict
+from lvwlib.paper.report import claim_k, claim_unseen, claims_table, verdict
 
 
 def test_random_halves_are_seeded_distinct_halves():
@@ -114,7 +114,7 @@ def test_claims_table_without_results_is_not_measured():
 
 
 def test_figure2_image_rule():
-    from lvwlib.analyses import figure2_image
+    from lvwlib.paper.analyses import figure2_image
 
     correct = torch.tensor([[False, True, True, True], [True, False, True, True]])
     assert figure2_image(correct) == 2  # the first image every method gets right
@@ -122,7 +122,7 @@ def test_figure2_image_rule():
 
 
 def test_figure_rows_lists_only_existing(tmp_path):
-    from lvwlib.report import figure_rows
+    from lvwlib.paper.report import figure_rows
 
     (tmp_path / "imagenette").mkdir()
     (tmp_path / "imagenette" / "figure2.png").write_bytes(b"")
@@ -133,7 +133,7 @@ def test_figure_rows_lists_only_existing(tmp_path):
 
 
 def test_most_used_words_by_hand():
-    from lvwlib.analyses import most_used_words
+    from lvwlib.paper.analyses import most_used_words
 
     top = torch.tensor([[3, 1], [3, 0], [3, 1]])  # word 3 three times, word 1 twice, word 0 once
     assert most_used_words(top, num_words=5, limit=2) == [3, 1]
@@ -142,7 +142,7 @@ def test_most_used_words_by_hand():
 
 
 def test_random_map_sweep_equals_one_call_per_q_and_variant():
-    from lvwlib.analyses import random_map_iou, random_map_sweep
+    from lvwlib.paper.analyses import random_map_iou, random_map_sweep
 
     cams = torch.rand(3, 7, 7, generator=torch.Generator().manual_seed(1))
     sweep = random_map_sweep(cams, [50.0, 90.0], size=32, seed=2)

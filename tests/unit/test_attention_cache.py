@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from lvwlib.attention import gradcam_maps
-from lvwlib.base_model import BaseModel
-from lvwlib.batches import iterate_batches
-from lvwlib.cache import StaleCacheError, cache_key, cached
+from lvwlib.core.base_model import BaseModel
+from lvwlib.core.batches import iterate_batches
+from lvwlib.core.gradcam import gradcam_maps
+from lvwlib.store.cache import StaleCacheError, cache_key, cached
 
 
 def _linear_base_model() -> BaseModel:

@@ -1,4 +1,4 @@
-"""Tests of lvwlib.backbones: weight loading, splits, freezing and offline behaviour."""
+"""Tests of lvwlib.backbones.split: weight loading, splits, freezing and offline behaviour."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from lvwlib import backbones as bb
-from lvwlib.config import BackboneConfig
+from lvwlib.backbones import split as bb
+from lvwlib.core.config import BackboneConfig
 
 torch.set_num_threads(1)
 

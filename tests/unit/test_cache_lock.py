@@ -1,4 +1,4 @@
-"""lvwlib.cache.cached under concurrent writers: one compute, one value, no stray files."""
+"""lvwlib.store.cache.cached under concurrent writers: one compute, one value, no stray files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvwlib.cache import cache_key, cached
+from lvwlib.store.cache import cache_key, cached
 
 INPUTS = {"what": "slow square", "n": 3}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import textwrap
 
-from lvwlib.cache import cache_events, cached
-from lvwlib.fingerprint import code_fingerprint, module_closure
-from lvwlib.records import RunRecord
+from lvwlib.store.cache import cached
+from lvwlib.store.fingerprint import code_fingerprint, module_closure
+from lvwlib.store.records import RunRecord, cache_events
 
 
 def _package(root):
@@ -55,11 +55,11 @@ def test_editing_a_loss_retrains_and_editing_other_code_does_not(tmp_path):
 
 
 def test_lvwlib_fingerprints_depend_on_the_modules_they_import():
-    from lvwlib.pipeline import METHOD_CODE
+    from lvwlib.experiment.pipeline import METHOD_CODE
 
     closure = module_closure(*METHOD_CODE["lvw"])
-    assert "lvwlib.losses" in closure and "lvwlib.push" in closure
-    assert "lvwlib.baselines.srae" not in closure and "lvwlib.viz" not in closure
+    assert "lvwlib.core.losses" in closure and "lvwlib.core.push" in closure
+    assert "lvwlib.methods.srae.model" not in closure and "lvwlib.paper.viz" not in closure
 
 
 def test_entries_record_provenance_and_run_records_report_hits(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lvwlib.config import LVWConfig, RunConfig, from_dict, load_params, replace, to_dict
-from lvwlib.records import RunRecord, write_json
+from lvwlib.core.config import LVWConfig, RunConfig, from_dict, load_params, replace, to_dict
+from lvwlib.store.records import RunRecord, write_json
 
 
 def test_config_round_trip():

@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 
 from lvwlib import data as D
-from lvwlib.config import DataConfig
+from lvwlib.core.config import DataConfig
 from lvwlib.data import manifest
-from lvwlib.paths import cache_root, data_root, project_root
+from lvwlib.store.paths import cache_root, data_root, project_root
 
 torch.set_num_threads(1)
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from lvwlib.attention import gradcam_maps
-from lvwlib.base_model import BaseModel
-from lvwlib.batches import CachedSource, epoch_plan, iterate_batches, shard
-from lvwlib.config import RunConfig, replace
+from lvwlib.core.base_model import BaseModel
+from lvwlib.core.batches import CachedSource, epoch_plan, iterate_batches, shard
+from lvwlib.core.config import RunConfig, replace
+from lvwlib.core.devices import Runtime, resolve_device, runtime_from, to_device
+from lvwlib.core.gradcam import gradcam_maps
+from lvwlib.core.streaming import FlipCamDataset, StreamingSource, use_streaming
 from lvwlib.data.images import TensorImageDataset
-from lvwlib.devices import Runtime, resolve_device, runtime_from, to_device
-from lvwlib.streaming import FlipCamDataset, StreamingSource, use_streaming
 
 
 def test_resolve_device():

@@ -8,17 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from lvwlib.config import LVWConfig
-from lvwlib.losses import (
+from lvwlib.core.config import LVWConfig
+from lvwlib.core.losses import (
     alignment_loss,
     cluster_loss,
-    combined_word_map,
     l1_last_layer,
     separation_loss,
 )
-from lvwlib.model import PrototypeNet, class_identity, log_similarity, squared_distances
-from lvwlib.push import push_words
-from lvwlib.train import joint_lr, push_due, train_prototype_net
+from lvwlib.core.maps import combined_word_map
+from lvwlib.core.model import PrototypeNet, class_identity, log_similarity, squared_distances
+from lvwlib.core.push import push_words
+from lvwlib.core.train import joint_lr, push_due, train_prototype_net
 
 
 def test_squared_distances_by_hand():
@@ -190,7 +190,7 @@ def test_training_runs_all_stages_and_resumes(tmp_path):
 
 
 def test_checkpoint_of_other_config_is_refused(tmp_path):
-    from lvwlib.cache import StaleCacheError
+    from lvwlib.store.cache import StaleCacheError
 
     cfg, feats, labels, cams = _train_setup(tmp_path)
     ckpt = tmp_path / "ckpt.pt"

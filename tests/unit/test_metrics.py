@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import jaccard_score
 
-from lvwlib.metrics import (
+from lvwlib.core.metrics import (
     IoUCoverage,
     accuracy,
     iou_sweep,

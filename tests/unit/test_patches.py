@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvwlib.patches import high_activation_box, patch_box, upsample_map
+from lvwlib.core.maps import high_activation_box, patch_box, upsample_map
 
 
 def test_box_around_the_top_five_percent():

@@ -8,7 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from lvwlib.baselines.protopshare import (
+from lvwlib.core.config import LVWConfig
+from lvwlib.core.model import PrototypeNet
+from lvwlib.core.push import push_words
+from lvwlib.methods.protopshare import (
     ProtoPShareConfig,
     apply_merges,
     merge_step,
@@ -17,9 +20,6 @@ from lvwlib.baselines.protopshare import (
     plan_merges,
     protopshare,
 )
-from lvwlib.config import LVWConfig
-from lvwlib.model import PrototypeNet
-from lvwlib.push import push_words
 
 torch.set_num_threads(1)
 

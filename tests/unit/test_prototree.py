@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvwlib.baselines.prototree import ProtoTree, ProtoTreeConfig, log1mexp, train_prototree
+from lvwlib.methods.prototree.tree import ProtoTree, ProtoTreeConfig, log1mexp, train_prototree
 
 torch.set_num_threads(1)
 

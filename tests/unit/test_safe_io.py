@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from lvwlib.core.metrics import IoUCoverage, quantile_mask
 from lvwlib.data import load_image
-from lvwlib.metrics import IoUCoverage, quantile_mask
-from lvwlib.names import absolute_dataset, results_name
-from lvwlib.records import atomic_path, remove_stale_temporaries, write_json
+from lvwlib.experiment.names import absolute_dataset, results_name
+from lvwlib.store.records import atomic_path, remove_stale_temporaries, write_json
 
 
 def _pixels(path, size=2) -> list[list[int]]:
@@ -99,7 +99,7 @@ def test_results_name_of_registry_names_and_folders(tmp_path):
 
 def test_names_command_line(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "lvwlib.names", "name", str(tmp_path)], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "lvwlib.experiment.names", "name", str(tmp_path)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == results_name(str(tmp_path))
 
@@ -124,7 +124,7 @@ def _dead_pid() -> int:
 
 
 def test_temporaries_of_killed_writers_are_removed(tmp_path):
-    from lvwlib.records import HOST
+    from lvwlib.store.records import HOST
 
     dead = _dead_pid()
     stale = tmp_path / "sub" / f".table1.csv.{HOST}.{dead}-0123abcd.tmp"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from lvwlib.pipeline import experiment_from_params, load_experiment
-from lvwlib.schema import ConfigError, check_params, main
+from lvwlib.experiment.pipeline import experiment_from_params, load_experiment
+from lvwlib.experiment.schema import ConfigError, check_params, main
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_numbers_written_as_strings_by_yaml_are_numbers():
 
 @pytest.mark.parametrize("name", ["tiny", "default", "paper", "quick", "fidelity"])
 def test_shipped_params_are_valid(name):
-    from lvwlib.config import load_params
-    from lvwlib.pipeline import resolve
+    from lvwlib.core.config import load_params
+    from lvwlib.experiment.pipeline import resolve
 
     check_params(load_params(resolve(f"params/{name}.yaml")), f"params/{name}.yaml")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from lvwlib.base_model import BaseModel
-from lvwlib.baselines.srae import (
+from lvwlib.core.base_model import BaseModel
+from lvwlib.methods.srae.model import (
     SRAEConfig,
     faithfulness_loss,
     faithfulness_metrics,

@@ -1,4 +1,4 @@
-"""Tests of lvwlib.trunk_features: ONNX Runtime and eager trunks agree, flips, the
+"""Tests of lvwlib.backbones.trunk_features: ONNX Runtime and eager trunks agree, flips, the
 exported-model cache, runtime selection and fallback."""
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvwlib import backbones as bb
-from lvwlib import trunk_features as tf
-from lvwlib.cache import StaleCacheError
-from lvwlib.cache import compute_trunk_features as reexported
-from lvwlib.config import BackboneConfig
+from lvwlib.backbones import split as bb
+from lvwlib.backbones import trunk_features as tf
+from lvwlib.core.config import BackboneConfig
 from lvwlib.data import TensorImageDataset
+from lvwlib.store.cache import StaleCacheError
 
 torch.set_num_threads(1)
 
@@ -46,10 +45,6 @@ def tiny_onnx(tiny: bb.SplitBackbone, tmp_path_factory: pytest.TempPathFactory) 
     if not tf.onnx_available():
         pytest.skip("onnxruntime not installed")
     return tf.export_trunk_onnx(tiny.trunk, 32, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
-
-
-def test_compute_trunk_features_is_reexported_from_cache() -> None:
-    assert reexported is tf.compute_trunk_features
 
 
 def test_unknown_runtime_is_a_clear_error(tiny: bb.SplitBackbone) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lvwlib.uptodate import STAMP_NAME, main, stale_reason
+from lvwlib.experiment.uptodate import STAMP_NAME, main, stale_reason
 
 
 def _project(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -26,7 +26,7 @@ def _project(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def _write(monkeypatch, root, params, results, extra="imagenette"):
-    monkeypatch.setattr("lvwlib.uptodate.project_root", lambda: root)
+    monkeypatch.setattr("lvwlib.experiment.uptodate.project_root", lambda: root)
     assert main(["write", str(results), "--params", str(params), "--extra", extra]) == 0
     assert (results / STAMP_NAME).exists()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib
 import torch
 
-from lvwlib.widgets import explain_one, heatmap_explorer
+from lvwlib.ui.widgets import explain_one, heatmap_explorer
 
 matplotlib.use("Agg")
 

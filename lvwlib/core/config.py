@@ -1,0 +1,172 @@
+"""Configuration dataclasses: one per concern, each field with a one-line comment.
+
+Every run saves the full :class:`RunConfig` next to its results and inside every
+checkpoint. Caches are keyed by the subset of fields their content depends on
+(see :mod:`lvwlib.store.cache`), never by the whole config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field
+
+# Value constraints read by the schema check at load (lvwlib.experiment.schema, pydantic); plain
+# dataclass construction in code does not check them.
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Percentile = Annotated[float, Field(ge=0.0, le=100.0)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "imagenette"  # registry name (imagenette, stl10, ...) or a path to class folders
+    root: str | None = None  # where the dataset lives; None: $LVW_DATA, then ./data
+    image_size: Positive = 224  # square side the images are resized to (paper: 224; STL10 native 96)
+    max_per_class: Positive | None = None  # cap on training images per class (quick runs); None: all
+    max_test_per_class: Positive | None = None  # cap on test images per class; None: all
+    holdout_classes: tuple[str, ...] = ()  # class folder names kept out of training (unseen analysis)
+    split_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2  # test fraction for a single-folder dataset of the user's own
+    val_fraction: Fraction = 0.15  # share of each class's training images held out for validation (tuning only)
+    max_val_per_class: Positive | None = None  # cap on validation images per class; None: all
+    download: bool = False  # torchvision sets: download when missing (needs internet)
+    seed: int = 0  # seed of the per-class subsampling and of single-folder splits
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: Literal["efficientnet_lite0", "resnet34", "tiny"] = "efficientnet_lite0"  # efficientnet_lite0 | resnet34 | tiny (tests)
+    weights: str = "imagenet"  # imagenet | none | path to a local state_dict file
+    tail: str = "head"  # trainable tail: see lvwlib.backbones.split.TAIL_SPLITS for each backbone
+    runtime: str = "onnx"  # trunk features computed by: onnx (ONNX Runtime, ~3x faster) | eager (PyTorch)
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    epochs: NonNegative = 6  # fine-tuning epochs of tail + linear classifier
+    lr_tail: float = 1e-4  # Adam lr of the backbone tail
+    lr_head: float = 1e-3  # Adam lr of the linear classifier
+    batch_size: Positive = 64  # images per step
+    cam_target: Literal["predicted", "label"] = "predicted"  # Grad-CAM target class: predicted (pytorch-grad-cam default) | label
+    seed: int = 0  # seed of initialisation and data order
+
+
+@dataclass(frozen=True)
+class LVWConfig:
+    words_per_class: Positive = 5  # M = words_per_class * C visual words
+    feature_dim: Positive = 128  # D: channels of the add-on output and of each word
+    topk_align: Positive = 10  # k: words whose maps are max-pooled for the alignment loss
+    align_size: Positive = 224  # side the activation and Grad-CAM maps are compared at (paper: image size)
+    alpha_cluster: float = 0.8  # cluster loss coefficient
+    beta_align: float = 10.0  # attention alignment coefficient; 0 = LVW without alignment
+    gamma_l1: float = 1e-4  # L1 on the last layer in the last-layer stage
+    separation: float = 0.0  # ProtoPNet separation coefficient (-0.08 there); 0 for LVW
+    class_specific: bool = False  # ProtoPNet: class-specific cluster/separation/push/L1 mask
+    warm_epochs: NonNegative = 2  # warm-up: add-on and words only
+    joint_epochs: NonNegative = 20  # joint epochs (after warm-up)
+    push_every: NonNegative = 10  # push (projection) every N joint epochs, and after the last one
+    last_layer_epochs: NonNegative = 20  # passes of the last-layer stage after each push
+    lr_tail: float = 1e-4  # joint lr of the backbone tail
+    lr_words: float = 3e-3  # lr of add-on layers and words
+    lr_last: float = 1e-3  # lr of the last layer in its own stage
+    lr_decay_every: NonNegative = 0  # step decay period in joint epochs (0: none)
+    lr_decay: float = 0.1  # step decay factor
+    lr_floor: float = 1e-6  # lower bound of any decayed lr (the reference code has none)
+    batch_size: Positive = 64  # images per step
+    tail_init: Literal["imagenet", "base"] = "imagenet"  # imagenet | base: start the tail from the fine-tuned base model
+    seed: int = 0  # seed of initialisation and data order
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    quantile: Percentile = 50.0  # q: percentile threshold of the high-attention masks
+    top_m: Positive = 10  # m: most activated words whose maps form A^k
+    quantiles: tuple[Percentile, ...] = (50.0, 60.0, 70.0, 80.0, 90.0)  # sweep of Figure 3(b-f)
+    eval_size: Positive = 224  # side the maps are compared at (paper: image size)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    lvw: LVWConfig = field(default_factory=LVWConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cache_dir: str = "cache"  # where features, maps and models are cached
+    device: str = "auto"  # torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast of forward passes on CUDA (ignored on the CPU)
+    num_workers: NonNegative = 1  # DataLoader workers decoding images for the trunk (1: decoding overlaps the trunk on 2 cores)
+    streaming: Literal["auto", "on", "off"] = "auto"  # lvwlib.experiment.launch: stream images, no feature cache: auto (when tail: all) | on | off
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config dataclass (tuples become lists, for yaml/json)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def from_dict(cls: type, values: dict[str, Any] | None) -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) nested dict; unknown keys are errors."""
+    values = dict(values or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        f = known[name]
+        sub = _dataclass_type(f)
+        if sub is not None and isinstance(value, dict):
+            kwargs[name] = from_dict(sub, value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _dataclass_type(f: dataclasses.Field) -> type | None:
+    mapping = {
+        "DataConfig": DataConfig,
+        "BackboneConfig": BackboneConfig,
+        "BaseConfig": BaseConfig,
+        "LVWConfig": LVWConfig,
+        "EvalConfig": EvalConfig,
+    }
+    return mapping.get(str(f.type).replace("'", ""))
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that accepts nested dicts for sub-configs."""
+    values = {}
+    for name, value in changes.items():
+        current = getattr(cfg, name)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            values[name] = replace(current, **value)
+        else:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(cfg, **values)
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a yaml parameter file from ``params/`` into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file not found: {path}")
+    with path.open() as fh:
+        values = yaml.safe_load(fh) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
+    return values

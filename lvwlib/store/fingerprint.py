@@ -1,0 +1,89 @@
+"""Fingerprints of the code an artefact depends on, for cache keys.
+
+A cached artefact (trunk features, a trained model, a result) is only valid for
+the code that computed it. :func:`code_fingerprint` hashes the source files of
+the given modules and of every module of the same package they import,
+directly or not (read from disk with :mod:`ast`, so an edit is seen without a
+restart). A change to a loss therefore changes the key of every model trained
+with it, and of nothing that does not import it.
+
+Modules that hold no computation (config dataclasses, run records, paths,
+the params schema) are left out on purpose: a new config field or a new record
+field would otherwise invalidate every cache, and the config values an artefact
+depends on are in its key already.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+from lvwlib.store.paths import project_root
+
+# Plumbing modules whose edits cannot change a computed number.
+EXCLUDED = frozenset({"lvwlib.core.config", "lvwlib.store.records", "lvwlib.store.paths", "lvwlib.experiment.schema", "lvwlib.store.fingerprint"})
+
+
+def module_file(name: str, root: Path) -> Path | None:
+    """The source file of module ``name`` under ``root`` (``a.b`` -> a/b.py or a/b/__init__.py)."""
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported(name: str, path: Path, package: str) -> set[str]:
+    """Modules of ``package`` that the source of module ``name`` imports."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                # from .x import y inside a.b.c -> a.b.x; inside a package's __init__, from a.b
+                parts = name.split(".") if is_package else name.split(".")[:-1]
+                parts = parts[: len(parts) - (node.level - 1)]
+                module = ".".join([*parts, node.module] if node.module else parts)
+            else:
+                module = node.module or ""
+            found.add(module)
+            # `from pkg import sub` may name a submodule
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {m for m in found if m == package or m.startswith(package + ".")}
+
+
+def module_closure(*names: str, root: Path | None = None) -> dict[str, Path]:
+    """Every module of the same package reachable by imports from ``names``: name -> file."""
+    root = Path(root) if root is not None else project_root()
+    todo = list(names)
+    seen: dict[str, Path] = {}
+    while todo:
+        name = todo.pop()
+        if name in seen or name in EXCLUDED:
+            continue
+        path = module_file(name, root)
+        if path is None:
+            if name in names:
+                raise ModuleNotFoundError(f"no source file for module {name!r} under {root}")
+            continue  # `from pkg import function`: not a module
+        seen[name] = path
+        todo.extend(_imported(name, path, name.split(".")[0]) - set(seen))
+    return seen
+
+
+def code_fingerprint(*names: str, root: Path | None = None) -> str:
+    """sha256 (first 16 hex digits) of the sources of ``names`` and everything they import.
+
+    Args:
+        names: dotted module names, e.g. ``"lvwlib.core.train"``.
+        root: folder holding the top-level package (default: the project root).
+    """
+    root = Path(root) if root is not None else project_root()
+    digest = hashlib.sha256()
+    for name, path in sorted(module_closure(*names, root=root).items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lvwlib.core.config import load_params
 from lvwlib.experiment.cells import Cell, CellsConfig, run_cells
-from lvwlib.experiment.pipeline import resolve
+from lvwlib.store.paths import resolve
 
 
 def small_params(args: argparse.Namespace, cache_dir: Path) -> dict:

@@ -104,6 +104,21 @@ class RunConfig:
     streaming: Literal["auto", "on", "off"] = "auto"  # lvwlib.experiment.launch: stream images, no feature cache: auto (when tail: all) | on | off
 
 
+@dataclass(frozen=True)
+class AnalysesConfig:
+    """Settings of the paper's analyses (Figures 2-5): the params yaml's ``analyses:`` section.
+
+    An analysis whose dataset is not among the datasets of a run is skipped (and says so).
+    """
+
+    figure2_dataset: str = "imagenette"  # Figure 2's dataset in the report (every run dataset gets its own copy)
+    k_dataset: str = "imagewoof"  # Figure 3(a): the k sweep (Stanford Dogs stand-in)
+    k_values: tuple[Positive, ...] = (1, 3, 5, 10, 20, 50)  # k of the alignment loss swept in Figure 3(a)
+    words_dataset: str = "imagenette"  # Figure 4 and the word gallery (STL10 stand-in)
+    unseen_dataset: str = "imagewoof"  # Figure 5: classes held out of training
+    unseen_classes: tuple[str, ...] = ("n02089973", "n02096294")  # English foxhound, Australian terrier
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict of a config dataclass (tuples become lists, for yaml/json)."""
     return _plain(dataclasses.asdict(cfg))

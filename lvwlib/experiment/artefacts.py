@@ -329,7 +329,7 @@ def load_model(
     exp = prep.exp if prep is not None else _experiment(exp_or_params, dataset)
     feats_in = prep.feature_inputs if prep is not None else feature_inputs(exp)
     inputs = model_inputs(exp, feats_in, method, seed)
-    from lvwlib.experiment.pipeline import resolve
+    from lvwlib.store.paths import resolve
 
     path = artefact_path(resolve(exp.run.cache_dir), inputs)
     if not path.exists():

@@ -46,7 +46,7 @@ from lvwlib.methods.srae.model import (
 )
 from lvwlib.store.cache import cache_key, cached, cached_together
 from lvwlib.store.fingerprint import code_fingerprint
-from lvwlib.store.paths import project_root
+from lvwlib.store.paths import resolve
 from lvwlib.store.records import remove_stale_temporaries
 
 METHODS = ("base", "protopnet", "prototree", "protopshare", "lvw_noalign", "lvw", "srae")
@@ -116,6 +116,7 @@ def experiment_from_params(
     params = copy.deepcopy(params)
     per_dataset = params.pop("datasets", {}) or {}
     params.pop("cells", None)  # how cells are run (lvwlib.experiment.cells.CellsConfig): never part of a result
+    params.pop("analyses", None)  # the analyses' settings (AnalysesConfig): read by the notebooks, not a result
     if dataset is not None:
         params = _deep_merge(params, per_dataset.get(dataset, {}))
         params.setdefault("data", {})["name"] = dataset
@@ -199,12 +200,6 @@ class BaseArtefacts:
         if maps is None:
             raise ValueError(f"no Grad-CAM maps for split {split!r}")
         return maps
-
-
-def resolve(path: str | Path) -> Path:
-    """A relative path is taken from the project root (notebooks run in notebooks/)."""
-    path = Path(path)
-    return path if path.is_absolute() else project_root() / path
 
 
 def feature_inputs(exp: Experiment, bundle: DatasetBundle | None = None) -> dict[str, Any]:

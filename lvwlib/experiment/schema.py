@@ -24,6 +24,7 @@ from typing import Any, Literal, get_type_hints
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from lvwlib.core.config import (
+    AnalysesConfig,
     BackboneConfig,
     BaseConfig,
     DataConfig,
@@ -48,6 +49,7 @@ EXTRA_SECTIONS: dict[str, Any] = {
     "prototree": ProtoTreeConfig,
     "protopshare": ProtoPShareConfig,
     "srae": SRAEConfig,
+    "analyses": AnalysesConfig,  # settings of Figures 2-5 (never part of a cached result)
 }
 
 
@@ -58,7 +60,7 @@ def register_section(name: str, cls: Any) -> None:
 
 _FORBID = ConfigDict(extra="forbid")
 for _cls in (DataConfig, BackboneConfig, BaseConfig, LVWConfig, EvalConfig, RunConfig,
-             ProtoTreeConfig, ProtoPShareConfig, SRAEConfig):
+             ProtoTreeConfig, ProtoPShareConfig, SRAEConfig, AnalysesConfig):
     _cls.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
 
 

@@ -27,3 +27,9 @@ def cache_root() -> Path:
     """Folder of derived, re-creatable files: ``$LVW_CACHE`` if set, else ``<project>/cache``."""
     env = os.environ.get("LVW_CACHE")
     return Path(env).expanduser() if env else project_root() / "cache"
+
+
+def resolve(path: str | Path) -> Path:
+    """A relative path is taken from the project root (notebooks run in notebooks/)."""
+    path = Path(path)
+    return path if path.is_absolute() else project_root() / path

@@ -23,7 +23,8 @@ from lvwlib.experiment.cells import (
     plan,
     run_cells,
 )
-from lvwlib.experiment.pipeline import METHODS, experiment_from_params, resolve, run_all
+from lvwlib.experiment.pipeline import METHODS, experiment_from_params, run_all
+from lvwlib.store.paths import resolve
 
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (.+?): (.+), (\d+) cells left$")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from lvwlib.core.config import load_params
-from lvwlib.experiment.pipeline import experiment_from_params, resolve, run_all
+from lvwlib.experiment.pipeline import experiment_from_params, run_all
+from lvwlib.store.paths import resolve
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "cpu_reference_tiny.json"
 KEYS = ("accuracy", "iou", "iou_reference", "per_image_iou", "push", "history")

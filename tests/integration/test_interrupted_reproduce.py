@@ -33,9 +33,8 @@ from PIL import Image
 from lvwlib.core.config import load_params
 from lvwlib.data import make_synthetic
 from lvwlib.experiment.names import results_name
-from lvwlib.experiment.pipeline import resolve
 from lvwlib.experiment.uptodate import STAMP_NAME
-from lvwlib.store.paths import project_root
+from lvwlib.store.paths import project_root, resolve
 
 pytestmark = [
     pytest.mark.slow,

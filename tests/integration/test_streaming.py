@@ -12,7 +12,8 @@ from lvwlib.core.model import PrototypeNet
 from lvwlib.core.streaming import StreamingSource
 from lvwlib.data import load_dataset
 from lvwlib.experiment.launch import main
-from lvwlib.experiment.pipeline import experiment_from_params, resolve
+from lvwlib.experiment.pipeline import experiment_from_params
+from lvwlib.store.paths import resolve
 
 
 def test_streaming_tail_all_trains_pushes_and_evaluates(tmp_path):

@@ -52,6 +52,6 @@ def test_numbers_written_as_strings_by_yaml_are_numbers():
 @pytest.mark.parametrize("name", ["tiny", "default", "paper", "quick", "fidelity"])
 def test_shipped_params_are_valid(name):
     from lvwlib.core.config import load_params
-    from lvwlib.experiment.pipeline import resolve
+    from lvwlib.store.paths import resolve
 
     check_params(load_params(resolve(f"params/{name}.yaml")), f"params/{name}.yaml")

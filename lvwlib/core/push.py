@@ -14,6 +14,18 @@ from lvwlib.core.devices import Runtime, model_runtime
 from lvwlib.core.model import PrototypeNet
 
 
+@dataclass(frozen=True)
+class WordSource:
+    """The training patch a word was projected onto: the one word-source type of the package.
+
+    Push scans the unflipped training images only, so there is no orientation field.
+    """
+
+    image: int  # index of the training image (into the cached training features / the train split)
+    row: int  # patch row in the h x w latent grid
+    col: int  # patch column
+
+
 @dataclass
 class PushRecord:
     """Where each word was projected; the word's visualisation source.

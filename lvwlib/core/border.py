@@ -1,0 +1,63 @@
+"""Where on the latent grid an explanation lives: the border diagnostic.
+
+A frozen trunk that zero-pads gives the cells on the edge of its h x w grid a
+position code shared by every image; a method free to use it (no alignment) may
+place its words there. These functions measure that: the share of word
+locations (pushed patches, or the peaks of the maps an image is explained
+with) on the grid's border cells, against the share of border cells (24 of 49
+on a 7 x 7 grid), and the mean map of a method over a test set.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def border_mask(h: int, w: int) -> torch.Tensor:
+    """[h, w] bool: True on the first and last row and column."""
+    if h < 1 or w < 1:
+        raise ValueError(f"grid must be at least 1 x 1, got {h} x {w}")
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask[0, :] = mask[-1, :] = True
+    mask[:, 0] = mask[:, -1] = True
+    return mask
+
+
+def chance_border_share(h: int, w: int) -> float:
+    """Share of border cells in an h x w grid (24/49 for 7 x 7): a uniform location's chance."""
+    return border_mask(h, w).float().mean().item()
+
+
+def border_share(rows: torch.Tensor, cols: torch.Tensor, h: int, w: int) -> float:
+    """Share of the locations (rows [N], cols [N] on an h x w grid) that lie on a border cell."""
+    rows, cols = rows.flatten().long(), cols.flatten().long()
+    if rows.numel() == 0:
+        raise ValueError("no locations")
+    if rows.min() < 0 or cols.min() < 0 or rows.max() >= h or cols.max() >= w:
+        raise ValueError(f"locations outside the {h} x {w} grid")
+    return border_mask(h, w)[rows, cols].float().mean().item()
+
+
+def peak_locations(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column [B, m] of each map's maximum, for maps [B, m, h, w] (ties: first in row-major order)."""
+    b, m, h, w = maps.shape
+    flat = maps.reshape(b, m, h * w).argmax(dim=2)
+    return flat // w, flat % w
+
+
+def map_border_share(maps: torch.Tensor) -> float:
+    """Share of the peaks of maps [B, m, h, w] on border cells."""
+    rows, cols = peak_locations(maps)
+    return border_share(rows, cols, maps.shape[-2], maps.shape[-1])
+
+
+def mean_map(maps: torch.Tensor) -> torch.Tensor:
+    """A method's mean map [h, w]: each image's maps [B, m, h, w] max-combined, min-max scaled, averaged.
+
+    The combination is the one IoU coverage uses at grid resolution, so the mean
+    shows where a method's explanations sit regardless of the image.
+    """
+    combined = maps.float().amax(dim=1)  # [B, h, w]
+    flat = combined.flatten(1)
+    low, high = flat.min(1).values.view(-1, 1, 1), flat.max(1).values.view(-1, 1, 1)
+    return ((combined - low) / (high - low + 1e-8)).mean(dim=0)

@@ -19,6 +19,7 @@ from .splits import _Splits, split_per_class
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 HUMAN_NAMES_FILE = "classes.json"
+TUNE_SPLIT = "tune"  # a dataset's own validation split (flowers102: drawn from the official test split)
 
 
 def _is_image(path: Path) -> bool:
@@ -101,15 +102,23 @@ def _check_manifest_if_any(root: Path, image_ids: Iterable[str], expected: bool)
 
 
 def _load_split_folders(root: Path, train_dir: Path, test_dir: Path, image_size: int) -> _Splits:
+    """``train/`` and test class folders, plus ``tune/`` (the set's own validation split) when present."""
     train_files = scan_class_folders(train_dir)
     test_files = scan_class_folders(test_dir)
     _check_same_classes(train_files, test_files, train_dir, test_dir)
     classes = sorted(train_files)
+    tune_dir = root / TUNE_SPLIT
+    val = None
+    if tune_dir.is_dir():
+        tune_files = scan_class_folders(tune_dir)
+        _check_same_classes(train_files, tune_files, train_dir, tune_dir)
+        val = _file_dataset(tune_files, classes, image_size, root)
     return _Splits(
         _file_dataset(train_files, classes, image_size, root),
         _file_dataset(test_files, classes, image_size, root),
         classes,
         _read_human_names(root, classes),
+        val,
     )
 
 
@@ -136,7 +145,8 @@ def _load_class_folders(cfg: DataConfig, root: Path, *, manifest_expected: bool 
             classes,
             _read_human_names(root, classes),
         )
-    _check_manifest_if_any(root, splits.train.ids + splits.test.ids, manifest_expected)
+    val_ids = splits.val.ids if splits.val is not None else []
+    _check_manifest_if_any(root, splits.train.ids + splits.test.ids + val_ids, manifest_expected)
     return splits
 
 

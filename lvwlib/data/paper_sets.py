@@ -14,9 +14,9 @@ import numpy as np
 from lvwlib.core.config import DataConfig
 
 from .errors import DatasetIntegrityError, DatasetNotFoundError
-from .folders import _check_same_classes, _file_dataset, scan_class_folders
+from .folders import _check_same_classes, _file_dataset, _offline_loader, scan_class_folders
 from .images import ImageFileDataset, TorchvisionImageDataset, _relative_id
-from .splits import _Splits, split_per_class
+from .splits import _Splits, split_per_class, subsample_per_class
 
 # --------------------------------------------------------------------------- official layouts
 
@@ -138,12 +138,15 @@ class _TorchvisionSet:
     train_split: str
     test_split: str
     subdir: str  # folder torchvision creates under root
+    tune_split: str | None = None  # a split never trained or tested on, for the validation images
+    tune_per_class: int = 10  # validation images drawn (seeded) per class from tune_split
 
 
 _TORCHVISION_SETS = {
     "stl10": _TorchvisionSet("STL10", "train", "test", "stl10_binary"),
     # The paper trains on Flowers102's train split and tests on its val split.
-    "flowers102": _TorchvisionSet("Flowers102", "train", "val", "flowers-102"),
+    # Validation: 10 per class from the official test split (as the offline copy's tune/).
+    "flowers102": _TorchvisionSet("Flowers102", "train", "val", "flowers-102", tune_split="test"),
     "pets": _TorchvisionSet("OxfordIIITPet", "trainval", "test", "oxford-iiit-pet"),
     "food101": _TorchvisionSet("Food101", "train", "test", "food-101"),
 }
@@ -209,6 +212,34 @@ def _torchvision_loader(name: str) -> Callable[[DataConfig, Path], _Splits]:
                 base, range(len(base)), labels[split], classes, cfg.image_size, ids
             )
         human = {c: c.replace("_", " ") for c in classes}
-        return _Splits(datasets[spec.train_split], datasets[spec.test_split], classes, human)
+        val = None
+        if spec.tune_split is not None:
+            base = ctor(str(root), split=spec.tune_split, download=False)
+            tune = TorchvisionImageDataset(
+                base, range(len(base)), _tv_labels(base), classes, cfg.image_size, _tv_ids(base, root, spec.tune_split)
+            )
+            val = subsample_per_class(tune, spec.tune_per_class, 0, "tune")
+        return _Splits(datasets[spec.train_split], datasets[spec.test_split], classes, human, val)
 
     return load
+
+
+def _flowers102_loader(cfg: DataConfig, root: Path) -> _Splits:
+    """Oxford 102 Flowers from either layout: class folders (train/, val/, tune/) or torchvision's.
+
+    Both give the official split: train on the official train split, test on the
+    official validation split (the paper's protocol); validation is 10 images per
+    class from the official test split (the offline copy's tune/; under torchvision
+    drawn with this package's seeded sampler, so the two layouts' validation images
+    may differ, never their train or test images).
+    """
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return _offline_loader("flowers102", "val")(cfg, root)
+    try:
+        return _torchvision_loader("flowers102")(cfg, root)
+    except DatasetNotFoundError as err:
+        raise DatasetNotFoundError(
+            f"flowers102 not found at {root}: expected class folders train/ + val/ (+ tune/) there "
+            f"(`make data` links ../shared/datasets/flowers102), or torchvision's layout "
+            f"{root / 'flowers-102'} (data.download: true with internet). {err}"
+        ) from err

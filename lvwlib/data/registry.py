@@ -13,7 +13,7 @@ from lvwlib.store.paths import data_root
 from .bundle import DatasetBundle
 from .errors import DatasetNotFoundError
 from .folders import _load_class_folders, _offline_loader
-from .paper_sets import _load_awa2, _load_stanford_dogs, _torchvision_loader
+from .paper_sets import _flowers102_loader, _load_awa2, _load_stanford_dogs, _torchvision_loader
 from .splits import _restrict, _Splits, _validate_holdout, carve_validation, subsample_per_class
 from .synthetic import _load_synthetic
 
@@ -38,9 +38,19 @@ DATASETS: dict[str, DatasetSpec] = {
         _offline_loader("imagewoof", "val"),
     ),
     "flowers17": DatasetSpec(
-        "Oxford 17 flowers, offline stand-in for Oxford 102 Flowers; train/ + test/",
+        "Oxford 17 flowers (quick runs and the classroom); train/ + test/",
         "`make data` links data/flowers17 -> ../shared/datasets/flowers17",
         _offline_loader("flowers17", "test"),
+    ),
+    "food101_10": DatasetSpec(
+        "10 classes of real Food-101 photos, offline stand-in for Food-101; train/ + val/",
+        "`make data` links data/food101_10 -> ../shared/datasets/food101_10",
+        _offline_loader("food101_10", "val"),
+    ),
+    "animals22": DatasetSpec(
+        "22 animal species (web photos, deduplicated), offline stand-in for AwA2; train/ + val/",
+        "`make data` links data/animals22 -> ../shared/datasets/animals22",
+        _offline_loader("animals22", "val"),
     ),
     "stl10": DatasetSpec(
         "STL10 (paper), 10 classes, 96 px natively (set image_size: 96 to keep it); train/test",
@@ -48,9 +58,11 @@ DATASETS: dict[str, DatasetSpec] = {
         _torchvision_loader("stl10"),
     ),
     "flowers102": DatasetSpec(
-        "Oxford 102 Flowers (paper): train split for training, val split for testing",
-        "torchvision: data.download: true (internet), or flowers-102/ under the root",
-        _torchvision_loader("flowers102"),
+        "Oxford 102 Flowers (paper): official train split for training, official val split for testing; "
+        "class folders train/ + val/ (+ tune/ for choosing settings) or torchvision's flowers-102/",
+        "`make data` links data/flowers102 -> ../shared/datasets/flowers102; or torchvision: "
+        "data.download: true (internet), or flowers-102/ under the root",
+        _flowers102_loader,
     ),
     "pets": DatasetSpec(
         "Oxford-IIIT Pets (paper), 37 breeds; trainval/test",
@@ -148,7 +160,11 @@ def load_dataset(cfg: DataConfig) -> DatasetBundle:
     # Validation is carved from the whole training pool before the cap, so the
     # capped training set never contains a validation image (tuning only; test is
     # used once per reported number).
-    train_pool, val_pool = carve_validation(_restrict(splits.train, keep), cfg.val_fraction, cfg.seed)
+    if splits.val is not None:
+        # the set's own validation split (tune/): nothing of train or test is used for tuning
+        train_pool, val_pool = _restrict(splits.train, keep), _restrict(splits.val, keep)
+    else:
+        train_pool, val_pool = carve_validation(_restrict(splits.train, keep), cfg.val_fraction, cfg.seed)
     train = subsample_per_class(train_pool, cfg.max_per_class, cfg.seed, "train")
     val = (
         subsample_per_class(val_pool, cfg.max_val_per_class, cfg.seed, "val")

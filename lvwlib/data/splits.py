@@ -82,6 +82,9 @@ class _Splits:
     test: LabelledImageDataset
     classes: list[str]
     human_names: dict[str, str]
+    # A validation split of the dataset's own (a ``tune/`` folder): used instead of one
+    # carved from ``train``, so tuning never takes images from training or test.
+    val: LabelledImageDataset | None = None
 
 
 def _validate_holdout(holdout: Iterable[str], classes: Sequence[str]) -> set[str]:

@@ -106,14 +106,6 @@ class Session:
         """``method``'s Table 1 result for this seed (accuracy, iou, per_image_iou, ...); trains it if missing."""
         return run_method(self.prep, self.base, method, self.seed, progress=self.progress)
 
-    def has_model(self, method: str) -> bool:
-        """Whether ``method``'s trained model of this seed and config is in the cache."""
-        try:
-            self.model(method, train=False)
-        except ModelNotCachedError:
-            return False
-        return True
-
     def model(self, method: str, train: bool = True) -> TrainedModel:
         """The trained ``method`` of this seed (one handle for every method: explain, word maps, push sources).
 
@@ -192,8 +184,8 @@ class Session:
         if exc_type is None:
             self.finish()
         else:
-            self._record = None  # a failed run writes no record
-            self._stack.close()
+            self._record = None
+            self._stack.__exit__(exc_type, exc, tb)  # the record sees the error: a failed run writes none
 
 
 def open(  # noqa: A001 - the session's verb, as io.open

@@ -14,7 +14,7 @@
    differences.
 3. Grad-CAM of the base model on random features of the real shapes.
 4. IoU evaluation of one split (Table 1's 5 quantiles x 2 variants at 224 px): the one-pass
-   sweep ``lvwlib.core.metrics.iou_sweep`` that ``evaluate`` uses against one ``IoUCoverage``
+   sweep ``lvwlib.core.metrics.iou_sweep`` that ``evaluate`` uses against one ``iou_coverage``
    call per (q, variant), and whether their numbers are equal.
 
 Every ratio is measured in the same run. Numbers depend on the machine and on what else
@@ -219,7 +219,7 @@ def bench_gradcam(n: int) -> list[dict[str, Any]]:
 def bench_eval(n: int, m: int = 10) -> list[dict[str, Any]]:
     """IoU of ``n`` images with ``m`` words at every q and both variants: sweep vs per-metric calls."""
     from lvwlib.core.config import EvalConfig
-    from lvwlib.core.metrics import IoUCoverage, iou_sweep
+    from lvwlib.core.metrics import iou_coverage, iou_sweep
 
     ev = EvalConfig()
     qs = sorted({*ev.quantiles, ev.quantile})
@@ -227,7 +227,7 @@ def bench_eval(n: int, m: int = 10) -> list[dict[str, Any]]:
     cams, maps = torch.rand(n, 7, 7, generator=g), torch.rand(n, m, 7, 7, generator=g)
     calls = [(v, q) for v in ("paper", "reference") for q in qs]
     per_call, t_calls, _ = measure(
-        lambda: {(v, q): IoUCoverage(q=q, size=ev.eval_size, variant=v)(cams, maps) for v, q in calls}
+        lambda: {(v, q): iou_coverage(cams, maps, q, ev.eval_size, v) for v, q in calls}
     )
     sweep, t_sweep, _ = measure(lambda: iou_sweep(cams, maps, qs, ev.eval_size))
     equal = all(torch.equal(sweep[c], per_call[c]) for c in calls)

@@ -8,15 +8,16 @@ returns tensors or tables that the notebooks draw and save as CSV.
 - :func:`random_map_iou`: the chance level of IoU coverage (uniform noise maps).
 - :func:`class_word_vectors`, :func:`class_correlation`, :func:`extreme_pairs`:
   Figure 4's class similarity through mean word-score vectors.
-- :func:`word_sources`, :func:`word_activation`: where each word was pushed.
-- :func:`per_image_eval`: per-image correctness and IoU of a prototype network on
-  any feature set (seen or held-out test images, Figure 5).
+- :func:`word_matches`: words on a query image beside the training patches they were pushed onto.
+- :func:`per_image_eval`: per-image correctness and IoU of a trained model on
+  any feature set (seen or held-out test images, Figures 3(a) and 5).
+
+Every IoU here is :func:`lvwlib.core.metrics.iou_coverage` at the evaluation size.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,17 +25,24 @@ import pandas as pd
 import torch
 
 from lvwlib.backbones.trunk_features import compute_trunk_features
-from lvwlib.core.config import replace
-from lvwlib.core.metrics import IoUCoverage, iou_sweep
-from lvwlib.core.model import PrototypeNet, log_similarity
-from lvwlib.core.train import TrainState, load_record_rows
+from lvwlib.core.gradcam import gradcam_maps
+from lvwlib.core.maps import upsample_map
+from lvwlib.core.metrics import iou_coverage, iou_sweep
+from lvwlib.core.push import WordSource
+from lvwlib.experiment.artefacts import TrainedModel
+from lvwlib.paper.figures import WordMatch
 from lvwlib.store.cache import cached
 
+# Images per explain call of the Table 1 evaluation (lvwlib.experiment.pipeline.evaluate's batch_size).
+# A model's outputs can differ in their last bits with the batch's size, enough to move a pixel across
+# the q-th percentile: whatever shows a test image's IoU explains it inside this batch, so its number is
+# Table 1's per-image IoU to the bit.
+EVAL_BATCH = 50
 
-def with_overrides(exp: Any, run_changes: dict[str, Any]) -> Any:
-    """A copy of an :class:`~lvwlib.experiment.pipeline.Experiment` whose RunConfig has nested changes,
-    e.g. ``{"lvw": {"topk_align": 3}}`` or ``{"data": {"holdout_classes": ["bar"]}}``."""
-    return dataclasses.replace(exp, run=replace(exp.run, **run_changes))
+
+def eval_batch(index: int) -> tuple[int, int]:
+    """(first test position of the evaluation batch holding test image ``index``, its offset in it)."""
+    return index - index % EVAL_BATCH, index % EVAL_BATCH
 
 
 # ---------------------------------------------------------------- Figure 3(a)
@@ -63,6 +71,26 @@ def half_metrics(correct: torch.Tensor, iou: torch.Tensor, halves: list[torch.Te
     ])
 
 
+def k_sweep_rows(
+    models: dict[int, TrainedModel], prep: Any, base: Any, halves: list[torch.Tensor], dataset: str, seed: int
+) -> pd.DataFrame:
+    """Figure 3(a)'s table: accuracy and IoU of each k's LVW model on each test half.
+
+    Args:
+        models: k -> LVW trained with ``lvw.topk_align = k``; prep, base: their data and base model.
+        halves: from :func:`random_halves`.
+    Returns:
+        columns dataset, k, seed, split, accuracy, iou (one row per k and half).
+    """
+    ev = prep.exp.run.eval
+    rows = []
+    for k, model in models.items():
+        out = per_image_eval(model, prep.test_feats, base.test_cams, ev.quantile, ev.top_m, ev.eval_size)
+        per_half = half_metrics(out["pred"] == prep.test_labels, out["iou"], halves)
+        rows.append(per_half.assign(k=k, seed=seed, dataset=dataset))
+    return pd.concat(rows, ignore_index=True)[["dataset", "k", "seed", "split", "accuracy", "iou"]]
+
+
 # ---------------------------------------------------------------- chance level
 
 def uniform_noise_maps(n: int, size: int, seed: int) -> torch.Tensor:
@@ -81,7 +109,7 @@ def random_map_iou(
     paper's high regions; the reference variant selects the LOW region,
     p = q/100, so its chance level grows with q: 0.82 at q = 90).
     """
-    return IoUCoverage(q=q, size=size, variant=variant)(cams, uniform_noise_maps(cams.shape[0], size, seed))
+    return iou_coverage(cams, uniform_noise_maps(cams.shape[0], size, seed), q, size, variant)
 
 
 def random_map_sweep(
@@ -151,65 +179,38 @@ def base_class_similarity(probs: torch.Tensor, labels: torch.Tensor, num_classes
     return (mean + mean.T) / 2
 
 
-# ---------------------------------------------------------------- words and their sources
-
-@dataclass
-class WordSource:
-    """The training patch a word was pushed onto."""
-
-    word: int
-    image: int  # position in the training set
-    flip: int  # 0: original orientation
-    label: int  # the source image's class
-
-
-def word_sources(state: TrainState, train_labels: torch.Tensor) -> list[WordSource]:
-    """The last push of a training run as one :class:`WordSource` per word."""
-    record = load_record_rows(state)
-    if record is None:
-        raise ValueError("the model was never pushed: its words have no training patch")
-    return [
-        WordSource(j, int(record.image[j]), int(record.flip[j]), int(train_labels[int(record.image[j])]))
-        for j in range(len(record.image))
-    ]
-
-
-@torch.no_grad()
-def word_activation(model: PrototypeNet, trunk: torch.Tensor, words: list[int] | torch.Tensor) -> torch.Tensor:
-    """Similarity maps of chosen words on one image: trunk [Ct, h, w] -> [len(words), h, w]."""
-    distances = model(trunk[None].float()).distances[0]  # [M, h, w]
-    return log_similarity(distances[torch.as_tensor(words, dtype=torch.long)])
-
-
-def served_class(model: PrototypeNet) -> torch.Tensor:
-    """[M]: the class each word serves most (largest last-layer weight)."""
-    return model.last_layer.weight.detach().argmax(dim=0)
-
-
 # ---------------------------------------------------------------- Figure 5
 
 @torch.no_grad()
 def per_image_eval(
-    model: PrototypeNet, feats: torch.Tensor, cams: torch.Tensor, q: float, top_m: int, size: int,
-    batch_size: int = 100,
+    model: TrainedModel, feats: torch.Tensor, cams: torch.Tensor, q: float, top_m: int, size: int,
+    batch_size: int = EVAL_BATCH,
 ) -> dict[str, torch.Tensor]:
-    """Predictions, word scores and IoU coverage of each image.
+    """Predictions, word scores and IoU coverage of each image, as the Table 1 evaluation measures them.
 
     Args:
+        model: a trained model with words (:func:`lvwlib.experiment.artefacts.load_model`).
         feats: [N, 2, Ct, h, w] trunk features (orientation 0 is used).
         cams: [N, 2, hc, wc] base-model Grad-CAM of the same images.
+        size: the evaluation size (``eval.eval_size``).
     Returns:
         pred [N], scores [N, M], iou [N] (top_m words vs Grad-CAM at q).
     """
-    metric = IoUCoverage(q=q, size=size)
     preds, scores, ious = [], [], []
     for start in range(0, feats.shape[0], batch_size):
         x = feats[start : start + batch_size, 0].float()
         logits, maps = model.explain(x, top_m)
         preds.append(logits.argmax(dim=1))
-        scores.append(model.scores(x))
-        ious.append(metric(cams[start : start + batch_size, 0], maps))
+        scores.append(model.word_scores(x))
+        ious.append(iou_coverage(cams[start : start + batch_size, 0], maps.detach().float(), q, size))
     return {"pred": torch.cat(preds), "scores": torch.cat(scores), "iou": torch.cat(ious)}
+
+
+@torch.no_grad()
+def all_word_scores(model: TrainedModel, feats: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """Score of every word on every (unflipped) image: feats [N, 2, Ct, h, w] -> [N, M]."""
+    return torch.cat([model.word_scores(feats[i : i + batch_size, 0].float())
+                      for i in range(0, feats.shape[0], batch_size)])
 
 
 def heldout_artefacts(prep: Any, base: Any, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,8 +219,6 @@ def heldout_artefacts(prep: Any, base: Any, progress: bool = False) -> tuple[tor
 
     Grad-CAM targets the predicted class: the true class is unknown to the model.
     """
-    from lvwlib.core.gradcam import gradcam_maps
-
     if prep.bundle.heldout is None:
         raise ValueError("the dataset has no held-out classes: set data.holdout_classes")
     feats = cached(
@@ -234,8 +233,14 @@ def heldout_artefacts(prep: Any, base: Any, progress: bool = False) -> tuple[tor
     return feats, cams
 
 
+def source_labels(sources: Sequence[WordSource], train_labels: torch.Tensor) -> torch.Tensor:
+    """[M]: the class of the training image each word was pushed onto (``sources``: a model's
+    ``words.push``, one per word)."""
+    return torch.tensor([int(train_labels[src.image]) for src in sources], dtype=torch.long)
+
+
 def source_class_counts(
-    top_words: torch.Tensor, heldout_labels: torch.Tensor, sources: list[WordSource],
+    top_words: torch.Tensor, heldout_labels: torch.Tensor, word_labels: torch.Tensor,
     heldout_names: list[str], class_names: list[str],
 ) -> pd.DataFrame:
     """How often each training class is the source of a held-out image's top words.
@@ -243,95 +248,48 @@ def source_class_counts(
     Args:
         top_words: [Nh, m] each held-out image's m top-scoring words.
         heldout_labels: [Nh], indexing ``heldout_names``.
+        word_labels: [M] class of each word's source image (:func:`source_labels`).
     Returns:
         long table: heldout_class, source_class, count.
     """
-    src = torch.tensor([s.label for s in sources])
     rows = []
     for h, held in enumerate(heldout_names):
         words = top_words[heldout_labels == h].flatten()
-        counts = torch.bincount(src[words], minlength=len(class_names))
+        counts = torch.bincount(word_labels[words], minlength=len(class_names))
         rows += [{"heldout_class": held, "source_class": class_names[c], "count": int(counts[c])}
                  for c in range(len(class_names))]
     return pd.DataFrame(rows)
 
 
+@torch.no_grad()
 def word_matches(
-    model: PrototypeNet, sources: list[WordSource], query_trunk: torch.Tensor, words: list[int],
-    train_images: Any, train_feats: torch.Tensor, source_name: Any,
-) -> list[Any]:
+    model: TrainedModel, query_trunk: torch.Tensor, words: list[int], train_images: Any,
+    train_feats: torch.Tensor, train_labels: torch.Tensor, source_name: Any,
+) -> list[WordMatch]:
     """Figure 2 / Figure 5 rows: each word on the query image beside its source training patch.
 
     Args:
+        model: a trained model with words and push sources.
         query_trunk: [Ct, h, w] trunk features of the query (test or held-out) image.
         words: word indices to show.
         train_images: the training dataset (``prep.bundle.train``), yields (image [3, S, S], label).
-        train_feats: [N, 2, Ct, h, w] training trunk features.
+        train_feats: [N, 2, Ct, h, w] training trunk features; train_labels: [N].
         source_name: class index -> readable name, used in each title.
     Returns:
-        :class:`lvwlib.paper.figures.WordMatch` per word (query and source activations upsampled to S).
+        :class:`lvwlib.paper.figures.WordMatch` per word (query and source activations upsampled
+        bicubically to S, as ProtoPNet); the title names the source image's class.
     """
-    from lvwlib.core.maps import upsample_map as upsample  # bicubic, as ProtoPNet
-    from lvwlib.paper.figures import WordMatch
-
-    query_maps = word_activation(model, query_trunk, words)
-    out = []
-    for w, qmap in zip(words, query_maps, strict=True):
-        src = sources[w]
-        image = train_images[src.image][0]
-        if src.flip:
-            image = torch.flip(image, dims=[2])
-        size = image.shape[-1]
-        smap = word_activation(model, train_feats[src.image, src.flip], [w])[0]
-        out.append(WordMatch(upsample(qmap, size), image, upsample(smap, size), f"word {w} ({source_name(src.label)})"))
-    return out
-
-
-def random_map_rows(exp: Any, progress: bool = False) -> pd.DataFrame:
-    """The "Random map" rows of Table 1 and Figure 3(b-f): for every seed, the mean IoU of
-    uniform-noise maps against that seed's base Grad-CAM on the test set, at every swept q,
-    for both IoU variants. Columns: dataset, method, seed, q, variant, iou.
-    """
-    from lvwlib.experiment.pipeline import base_for_seed, prepare
-
-    prep = prepare(exp, progress)
-    ev = exp.run.eval
-    rows = []
-    for seed in exp.seeds:
-        cams = base_for_seed(prep, seed, progress).test_cams[:, 0]
-        qs = sorted({*ev.quantiles, ev.quantile})
-        sweep = random_map_sweep(cams, qs, ev.eval_size, seed=seed)
-        for q in qs:
-            for variant in ("paper", "reference"):
-                rows.append({"dataset": exp.run.data.name, "method": "Random map", "seed": seed, "q": q,
-                             "variant": variant, "iou": sweep[(variant, q)].mean().item()})
-    return pd.DataFrame(rows)
-
-
-def trained_word_matches(
-    model: Any, query_trunk: torch.Tensor, words: list[int], train_images: Any, train_feats: torch.Tensor,
-    train_labels: torch.Tensor, source_name: Any,
-) -> list[Any]:
-    """:func:`word_matches` for any :class:`lvwlib.experiment.artefacts.TrainedModel` with words and push sources.
-
-    Returns :class:`lvwlib.paper.figures.WordMatch` per word; the title names the source image's class.
-    """
-    from lvwlib.core.maps import upsample_map as upsample  # bicubic, as ProtoPNet
-    from lvwlib.paper.figures import WordMatch
-
     if model.words is None:
         raise ValueError(f"{model.method} has no words to show")
-    query_maps = model.word_maps(query_trunk[None])[0]  # [M, h, w]
+    query_maps = model.word_maps(query_trunk[None].float())[0]  # [M, h, w]
     out = []
     for w in words:
         src = model.words.push[w]
         image = train_images[src.image][0]
-        if src.flip:
-            image = torch.flip(image, dims=[2])
         size = image.shape[-1]
-        smap = model.word_maps(train_feats[src.image, src.flip][None])[0, w]
+        smap = model.word_maps(train_feats[src.image, 0][None].float())[0, w]  # push scans unflipped images
         label = int(train_labels[src.image])
-        out.append(WordMatch(upsample(query_maps[w], size), image, upsample(smap, size),
+        out.append(WordMatch(upsample_map(query_maps[w], size), image, upsample_map(smap, size),
                              f"word {w} ({source_name(label)})"))
     return out
 

@@ -16,7 +16,7 @@ import seaborn as sns
 import torch
 
 from lvwlib.core.maps import high_activation_box
-from lvwlib.paper.viz import FIGURE_DPI, to_numpy_image
+from lvwlib.paper.viz import FIGURE_DPI, draw_box, show_map, to_numpy_image
 
 PLOT_DPI = 150  # line plots, heatmaps and bars
 BOX_COLOUR = "yellow"
@@ -25,8 +25,7 @@ BOX_COLOUR = "yellow"
 def _box(ax: plt.Axes, activation: torch.Tensor, colour: str = BOX_COLOUR) -> None:
     """Draw ProtoPNet's box (95th percentile, :func:`lvwlib.core.maps.high_activation_box`) of an
     activation [S, S] already upsampled to the image."""
-    top, bottom, left, right = high_activation_box(activation)  # half-open
-    ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color=colour, lw=1.5))
+    draw_box(ax, high_activation_box(activation), colour)
 
 
 def _clean(ax: plt.Axes) -> None:
@@ -159,13 +158,13 @@ def plot_word_matches(
 def plot_maps_row(
     image: torch.Tensor, maps: Sequence[torch.Tensor], titles: Sequence[str], fig: plt.Figure | None = None
 ) -> plt.Figure:
-    """Figure 2(b): the image under each attention map [S, S] (base Grad-CAM, each method's A^m)."""
+    """Figure 2(b): the image under each attention map [s, s] (base Grad-CAM, each method's A^m; any s)."""
     if fig is None:
         fig = plt.figure(figsize=(1.9 * len(maps), 2.2), dpi=FIGURE_DPI, layout="constrained")
     axes = fig.subplots(1, len(maps), squeeze=False)
     for ax, map_, title in zip(axes[0], maps, titles, strict=True):
         ax.imshow(to_numpy_image(image))
-        ax.imshow(map_.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        show_map(ax, image.shape[-1], map_, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(title, fontsize=7)
         _clean(ax)
     return fig

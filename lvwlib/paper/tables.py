@@ -80,25 +80,32 @@ def _pm(mean: float, std: float, scale: float, digits: int) -> str:
 
 
 def table1_markdown(summary: pd.DataFrame) -> str:
-    """Markdown Table 1: ours (mean ± std over seeds) with the paper's stand-in column beside."""
+    """Markdown Table 1: ours (mean ± std over seeds), one heading per dataset.
+
+    A dataset that stands in for one of the paper's benchmarks (:data:`STAND_IN`) gets the
+    paper's published numbers beside ours; any other (a user's folder) gets none, and says so.
+    """
     parts = []
     for dataset, block in summary.groupby("dataset", sort=False):
         paper_name = STAND_IN.get(dataset)
-        paper = PAPER_TABLE1.get(paper_name, {})
+        paper = PAPER_TABLE1.get(paper_name, {}) if paper_name else {}
         rows = []
         block = block.set_index("method")
         for method in [m for m in ROW_ORDER if m in block.index]:
             r = block.loc[method]
-            p = paper.get(method)
-            rows.append({
+            row = {
                 "method": method,
                 "accuracy % (ours)": _pm(r["accuracy_mean"], r["accuracy_std"], 100, 2),
                 "IoU q=50 (ours)": _pm(r["iou_mean"], r["iou_std"], 1, 4),
                 "seeds": int(r["iou_count"]),
-                f"accuracy % (paper, {paper_name})": f"{p[0]:.2f}" if p else "–",
-                f"IoU (paper, {paper_name})": f"{p[1]:.4f}" if p else "–",
-            })
-        parts.append(f"### {dataset}\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+            }
+            if paper_name:
+                p = paper.get(method)
+                row[f"accuracy % (paper, {paper_name})"] = f"{p[0]:.2f}" if p else "–"
+                row[f"IoU (paper, {paper_name})"] = f"{p[1]:.4f}" if p else "–"
+            rows.append(row)
+        note = "" if paper_name else "\nNo paper number: the paper has no benchmark this dataset stands in for.\n"
+        parts.append(f"### {dataset}\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n" + note)
     return "\n".join(parts) + FOOTNOTES
 
 

@@ -12,8 +12,10 @@ import seaborn as sns
 import torch
 import torch.nn.functional as F
 
+from lvwlib.core.maps import high_activation_box
 from lvwlib.store.records import save_with
 
+THEME = {"style": "whitegrid", "context": "notebook"}  # the one seaborn theme of every figure
 # Photo grids are large: 80 dpi keeps a 32-panel PNG near 1 MB (inline and on disk).
 FIGURE_DPI = 80
 
@@ -30,15 +32,27 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).clamp(0, 1).numpy()
 
 
-def upsample(map_: torch.Tensor, size: int) -> torch.Tensor:
-    """[h, w] -> bilinear [size, size]."""
-    return F.interpolate(map_[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+def show_map(ax: plt.Axes, image_side: int, map_: torch.Tensor, **kwargs) -> None:
+    """Draw ``map_`` [s, s] over an image of side ``image_side``, stretched to cover it.
+
+    Maps are measured at the evaluation size, which may differ from the image size
+    (STL10: 96 px images, IoU at 224); drawing them over the image's pixel extent
+    shows exactly the map (and mask) that was measured.
+    """
+    extent = (-0.5, image_side - 0.5, image_side - 0.5, -0.5)
+    ax.imshow(map_.float().numpy(), extent=extent, **kwargs)
+
+
+def draw_box(ax: plt.Axes, box: tuple[float, float, float, float], colour: str = "yellow", lw: float = 1.5) -> None:
+    """Draw a half-open pixel box (top, bottom, left, right) over an image drawn with ``imshow``."""
+    top, bottom, left, right = box
+    ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color=colour, lw=lw))
 
 
 def overlay_grid(
     images: torch.Tensor, maps: Sequence[torch.Tensor], row_titles: Sequence[str], col_titles: Sequence[str] | None = None
 ) -> plt.Figure:
-    """Images [B, 3, S, S] in the first row, then one row per map set [B, S, S] overlaid as a heatmap."""
+    """Images [B, 3, S, S] in the first row, then one row per map set [B, s, s] overlaid as a heatmap (any s)."""
     b = images.shape[0]
     fig, axes = plt.subplots(1 + len(maps), b, figsize=(1.8 * b, 1.8 * (1 + len(maps))), squeeze=False, dpi=FIGURE_DPI)
     for i in range(b):
@@ -48,7 +62,7 @@ def overlay_grid(
             axes[0, i].set_title(col_titles[i], fontsize=8)
         for r, m in enumerate(maps, start=1):
             axes[r, i].imshow(img)
-            axes[r, i].imshow(m[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            show_map(axes[r, i], img.shape[0], m[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
     for r, title in enumerate(["image", *row_titles]):
         axes[r, 0].set_ylabel(title, fontsize=9)
     for ax in axes.flat:
@@ -58,14 +72,6 @@ def overlay_grid(
     return fig
 
 
-def high_activation_box(activation: torch.Tensor, percentile: float = 95.0) -> tuple[int, int, int, int]:
-    """Smallest box (row0, row1, col0, col1), inclusive, around pixels >= the percentile of
-    an upsampled activation map [S, S] (ProtoPNet's visualisation protocol)."""
-    threshold = np.percentile(activation.numpy(), percentile)
-    rows, cols = np.nonzero(activation.numpy() >= threshold)
-    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
-
-
 def plot_word_sources(
     images: Sequence[torch.Tensor],
     activations: Sequence[torch.Tensor],
@@ -73,7 +79,8 @@ def plot_word_sources(
     ncols: int = 8,
     thumb: int | None = None,
 ) -> plt.Figure:
-    """Each word's source training image [3, S, S] with the box of its activation [S, S].
+    """Each word's source training image [3, S, S] with the box of its activation [S, S]
+    (:func:`lvwlib.core.maps.high_activation_box`, ProtoPNet's 95th-percentile rule).
 
     ``thumb``: draw each image at this side (the box is found at full size, then scaled),
     which keeps a gallery of a hundred photos a few MB instead of tens.
@@ -84,13 +91,13 @@ def plot_word_sources(
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, act, title in zip(axes.flat, images, activations, titles, strict=False):
-        r0, r1, c0, c1 = high_activation_box(act)
+        box = high_activation_box(act)  # half-open (top, bottom, left, right)
         if thumb is not None and thumb < img.shape[-1]:
             scale = thumb / img.shape[-1]
             img = F.interpolate(img[None].float(), size=(thumb, thumb), mode="bilinear", antialias=True)[0]
-            r0, r1, c0, c1 = (int(v * scale) for v in (r0, r1, c0, c1))
+            box = tuple(v * scale for v in box)
         ax.imshow(to_numpy_image(img))
-        ax.add_patch(plt.Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False, color="yellow", lw=1.5))
+        draw_box(ax, box, "yellow")
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
     return fig
@@ -107,26 +114,6 @@ def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss", "ce", "
         ax.set_title(key)
         ax.set_xlabel("epoch")
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_iou_vs_quantile(df: pd.DataFrame) -> plt.Figure:
-    """Figure 3(b-f) style: IoU coverage vs quantile threshold q, one panel per dataset.
-
-    ``df`` is long: dataset, method, seed, q, iou.
-    """
-    datasets = list(dict.fromkeys(df["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
-        sns.lineplot(data=df[df["dataset"] == dataset], x="q", y="iou", hue="method", marker="o", ax=ax, errorbar="sd")
-        ax.set_title(dataset)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("quantile threshold q")
-        ax.set_ylabel("IoU coverage")
-        if ax is not axes[0, -1]:
-            ax.get_legend().remove()
-    sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -157,3 +144,9 @@ def compact_inline_figures(quality: int = 85) -> None:
         return
     if get_ipython() is not None:
         set_matplotlib_formats("jpeg", pil_kwargs={"quality": quality})
+
+
+def set_theme() -> None:
+    """The seaborn theme of every figure and compact (JPEG) inline figures; set by every session."""
+    sns.set_theme(**THEME)
+    compact_inline_figures()

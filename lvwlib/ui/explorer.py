@@ -1,7 +1,12 @@
 """The explorer's computations, without widgets: what each view shows, as arrays and text.
 
 :mod:`lvwlib.ui.widgets` draws what :func:`image_view` and :func:`word_view`
-return; tests call these (and the widget callbacks) directly.
+return; tests call these (and the widget callbacks) directly. The data, base model
+and trained models come from a :class:`lvwlib.ui.session.Session`;
+:class:`ExplorerCache` adds what the explorer computes once per method on top of it.
+
+Every IoU shown is :func:`lvwlib.core.metrics.coverage` at the evaluation size
+(``eval.eval_size``), the one Table 1 uses, whatever the image size.
 """
 
 from __future__ import annotations
@@ -15,29 +20,26 @@ from typing import Any
 import torch
 from PIL import Image
 
-from lvwlib.core.maps import combined_word_map, patch_box, upsample_cam, upsample_map
-from lvwlib.core.metrics import mask_iou, quantile_mask
+from lvwlib.core.gradcam import gradcam_maps
+from lvwlib.core.maps import normalise_maps, patch_box, upsample_map
+from lvwlib.core.metrics import coverage, iou_coverage
 from lvwlib.data.images import pil_to_tensor01
 from lvwlib.experiment.artefacts import (
     ARTEFACT_KIND,
     ModelNotCachedError,
     TrainedModel,
     artefact_path,
-    load_model,
     model_inputs,
 )
 from lvwlib.experiment.pipeline import (
     METHOD_LABELS,
     METHODS,
-    BaseArtefacts,
-    Experiment,
-    Prepared,
-    base_for_seed,
     experiment_from_params,
     feature_inputs,
-    prepare,
-    resolve,
 )
+from lvwlib.paper.analyses import EVAL_BATCH, eval_batch
+from lvwlib.store.paths import resolve
+from lvwlib.ui.session import Session
 
 QUICK_HINT = "make quick"  # the command that trains every method on params/quick.yaml
 
@@ -86,122 +88,134 @@ class Summary:
     """Per-method pass over the whole test set (for ordering and filtering images)."""
 
     pred: torch.Tensor  # [Nt] predicted class
-    iou: torch.Tensor  # [Nt] IoU at the evaluation's q and m
+    iou: torch.Tensor  # [Nt] IoU at the evaluation's q, m and size (Table 1's per-image IoU)
 
 
 @dataclass
-class Session:
-    """One dataset and seed: its data, base model and (lazily) each method's model."""
+class Explanation:
+    """What a model says about one image: logits [C], maps [m', h, w], the word of each map [m'] (or None)."""
 
-    exp: Experiment
-    prep: Prepared
-    base: BaseArtefacts
-    seed: int
-    models: dict[str, TrainedModel | None] = field(default_factory=dict)
+    logits: torch.Tensor
+    maps: torch.Tensor
+    words: list[int] | None
+
+
+def explain_image(model: TrainedModel, x: torch.Tensor, m: int) -> Explanation:
+    """The explanation of one image's trunk features x [Ct, h, w] (an upload: no batch to share)."""
+    logits, maps, ids = model.explain_words(x[None].float(), m)
+    return Explanation(logits[0].detach(), maps[0].detach().float(), None if ids is None else ids[0].tolist())
+
+
+@dataclass
+class ExplorerCache:
+    """What the explorer computes once on top of a session: test-set explanations, summaries, word sources.
+
+    A test image is explained inside the batch the Table 1 evaluation explains it in
+    (:data:`EVAL_BATCH` images, in order): a model's output can differ in the last bits
+    with the batch's size, and a last bit can move a pixel across the q-th percentile.
+    So the IoU shown for a test image is Table 1's per-image IoU, to the bit.
+    """
+
+    session: Session
+    batches: dict[tuple[str, int, int], list[Explanation]] = field(default_factory=dict)
     summaries: dict[str, Summary] = field(default_factory=dict)
     sources: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
-    @classmethod
-    def open(cls, params: dict[str, Any], dataset: str, seed: int) -> Session:
-        """Load the cached features and base model (never trains: call only for cached choices)."""
-        exp = experiment_from_params(params, dataset)
-        prep = prepare(exp, progress=False)
-        base = base_for_seed(prep, seed, progress=False)
-        return cls(exp, prep, base, seed)
+    @property
+    def image_size(self) -> int:
+        """Side of the images (what is drawn)."""
+        return self.session.exp.run.data.image_size
 
     @property
-    def size(self) -> int:
-        return self.exp.run.data.image_size
-
-    @property
-    def class_names(self) -> list[str]:
-        return [self.prep.bundle.human_names.get(c, c) for c in self.prep.bundle.classes]
+    def eval_size(self) -> int:
+        """Side at which maps are compared (what IoU is measured on)."""
+        return self.session.exp.run.eval.eval_size
 
     def model(self, method: str) -> TrainedModel | None:
-        """The trained model of ``method`` or None when it is not in the cache."""
-        if method not in self.models:
-            try:
-                self.models[method] = load_model(self.exp, self.exp.run.data.name, method, self.seed, prep=self.prep)
-            except ModelNotCachedError:
-                self.models[method] = None
-        return self.models[method]
+        """The trained model of ``method`` or None when it is not in the cache (never trains)."""
+        try:
+            return self.session.model(method, train=False)
+        except ModelNotCachedError:
+            return None
+
+    def _model(self, method: str) -> TrainedModel:
+        model = self.model(method)
+        if model is None:
+            raise ModelNotCachedError(f"no trained {method}")
+        return model
+
+    def explanation(self, method: str, index: int, m: int) -> Explanation:
+        """``method``'s explanation of test image ``index`` with m maps, computed in its evaluation batch."""
+        start, offset = eval_batch(index)
+        key = (method, m, start)
+        if key not in self.batches:
+            x = self.session.prep.test_feats[start : start + EVAL_BATCH, 0].float()
+            logits, maps, ids = self._model(method).explain_words(x, m)
+            self.batches[key] = [
+                Explanation(logits[j].detach(), maps[j].detach().float(), None if ids is None else ids[j].tolist())
+                for j in range(x.shape[0])
+            ]
+        return self.batches[key][offset]
 
     def summary(self, method: str) -> Summary:
-        """Predictions and per-image IoU of ``method`` on every test image (computed once)."""
+        """Predictions and per-image IoU of ``method`` on every test image at the evaluation's q and m
+        (computed once): Table 1's ``per_image_iou``."""
         if method not in self.summaries:
-            model = self.model(method)
-            if model is None:
-                raise ModelNotCachedError(f"no trained {method}")
-            ev = self.exp.run.eval
+            sess = self.session
+            ev = sess.exp.run.eval
+            n = sess.prep.test_feats.shape[0]
+            explained = [self.explanation(method, i, ev.top_m) for i in range(n)]
             preds, ious = [], []
-            for start in range(0, self.prep.test_feats.shape[0], 64):
-                x = self.prep.test_feats[start : start + 64, 0].float()
-                logits, maps = model.explain(x, ev.top_m)
-                cams = self.base.test_cams[start : start + 64, 0]
-                preds.append(logits.argmax(1))
-                ious.append(iou_of(cams, maps.detach(), ev.quantile, ev.eval_size))
+            for start in range(0, n, EVAL_BATCH):
+                part = explained[start : start + EVAL_BATCH]
+                cams = sess.base.test_cams[start : start + EVAL_BATCH, 0]
+                preds.append(torch.stack([e.logits for e in part]).argmax(1))
+                ious.append(iou_coverage(cams, torch.stack([e.maps for e in part]), ev.quantile, ev.eval_size))
             self.summaries[method] = Summary(torch.cat(preds), torch.cat(ious))
         return self.summaries[method]
 
-    def test_image(self, index: int) -> torch.Tensor:
-        """Test image [3, S, S] in [0, 1]."""
-        return self.prep.bundle.test[index][0]
-
     def word_source(self, method: str, word: int) -> dict[str, Any]:
-        """Word ``word``'s training patch: image [3, S, S], its class, the word's map there, the box."""
+        """Word ``word``'s training patch: image [3, S, S], its class, the word's map there [S, S], the box."""
         key = (method, word)
         if key not in self.sources:
-            model = self.model(method)
-            assert model is not None and model.words is not None
+            model = self._model(method)
+            if model.words is None:
+                raise ValueError(f"{method} has no words with training patches")
+            prep = self.session.prep
             src = model.words.push[word]
-            image = self.prep.bundle.train[src.image][0]
-            if src.flip:
-                image = torch.flip(image, dims=[2])
-            feats = self.prep.train_feats[src.image : src.image + 1, src.flip].float()
-            act = model.word_maps(feats)[0, word]  # [h, w]
+            image = prep.bundle.train[src.image][0]
+            act = model.word_maps(prep.train_feats[src.image : src.image + 1, 0].float())[0, word]  # [h, w]
             self.sources[key] = {
-                "image": image, "act": upsample_map(act, self.size), "box": patch_box(act, self.size),
-                "label": int(self.prep.train_labels[src.image]), "index": src.image, "row": src.row, "col": src.col,
+                "image": image, "act": upsample_map(act, self.image_size), "box": patch_box(act, self.image_size),
+                "label": int(prep.train_labels[src.image]), "index": src.image, "row": src.row, "col": src.col,
             }
         return self.sources[key]
 
 
-def iou_of(cams: torch.Tensor, maps: torch.Tensor, q: float, size: int) -> torch.Tensor:
-    """Per-image IoU [B] of the Grad-CAM [B, hc, wc] and word maps [B, m, h, w] high regions at q."""
-    a_bar = upsample_cam(cams, size)
-    a_k = combined_word_map(maps, size, "minmax")
-    return mask_iou(quantile_mask(a_bar, q), quantile_mask(a_k, q))
-
-
-def image_view(
-    model: TrainedModel, x: torch.Tensor, cam: torch.Tensor, size: int, m: int, q: float
-) -> dict[str, Any]:
+def image_view(explained: Explanation, cam: torch.Tensor, eval_size: int, q: float) -> dict[str, Any]:
     """Everything the explorer shows for one image and one method.
 
     Args:
-        x: trunk features [Ct, h, w]; cam: the base model's Grad-CAM [hc, wc].
+        explained: the method's explanation of the image; cam: the base model's Grad-CAM [hc, wc].
+        eval_size: side at which the maps are compared (``eval.eval_size``).
     Returns:
-        ``cam`` and ``a_k`` ([S, S] in [0, 1]), ``mask_cam`` / ``mask_a_k`` ([S, S] bool),
-        ``iou``, ``pred``, ``logits`` [C], ``words`` (word ids of the maps, root/top first,
-        or None) and ``maps`` [m', h, w].
+        ``cam`` and ``a_k`` ([E, E] in [0, 1], E = eval_size), ``mask_cam`` / ``mask_a_k``
+        ([E, E] bool, the paper's high regions at q), ``iou``, ``pred``, ``logits`` [C],
+        ``words`` (word ids of the maps, root/top first, or None) and ``maps`` [m', h, w].
     """
-    logits, maps, ids = model.explain_words(x[None].float(), m)
-    maps = maps.detach()
-    a_bar = upsample_cam(cam[None].float(), size)
-    a_k = combined_word_map(maps, size, "minmax")
-    m_bar, m_k = quantile_mask(a_bar, q), quantile_mask(a_k, q)
+    cov = coverage(cam[None].float(), explained.maps[None], [q], eval_size)
+    mask_cam, mask_a_k = cov.masks(q)
     return {
-        "cam": a_bar[0], "a_k": a_k[0], "mask_cam": m_bar[0], "mask_a_k": m_k[0],
-        "iou": float(mask_iou(m_bar, m_k)[0]), "pred": int(logits[0].argmax()), "logits": logits[0].detach(),
-        "words": None if ids is None else [int(j) for j in ids[0]], "maps": maps[0],
+        "cam": cov.cam[0], "a_k": cov.words[0], "mask_cam": mask_cam[0], "mask_a_k": mask_a_k[0],
+        "iou": float(cov.iou(q)[0]), "pred": int(explained.logits.argmax()), "logits": explained.logits,
+        "words": explained.words, "maps": explained.maps,
     }
 
 
 def word_view(model: TrainedModel, x: torch.Tensor, word: int, pred: int, size: int) -> dict[str, Any]:
     """One word on one image: its map [S, S] (min-max scaled), its score, its weight to ``pred``."""
     wmap = model.word_maps(x[None].float())[0, word]  # [h, w]
-    up = upsample_map(wmap, size, mode="bilinear")
-    up = (up - up.min()) / (up.max() - up.min() + 1e-8)
+    up = normalise_maps(upsample_map(wmap, size, mode="bilinear")[None], "minmax")[0]
     weight = None
     if model.words is not None and model.words.class_weights is not None:
         weight = float(model.words.class_weights[pred, word])
@@ -213,20 +227,6 @@ def image_from_bytes(data: bytes, size: int) -> torch.Tensor:
     return pil_to_tensor01(Image.open(io.BytesIO(data)), size)
 
 
-def load_params_file(params_file: str | Path) -> dict[str, Any]:
-    from lvwlib.core.config import load_params
-
-    return load_params(resolve(params_file))
-
-
-__all__ = [
-    "QUICK_HINT", "Session", "Summary", "cached_choices", "empty_state_text", "image_from_bytes",
-    "image_view", "iou_of", "load_params_file", "word_view", "ModelNotCachedError",
-]
-
-
 def gradcam_of(model: torch.nn.Module, trunk: torch.Tensor) -> torch.Tensor:
     """The base model's Grad-CAM [h, w] (predicted class) of one image's trunk features [Ct, h, w]."""
-    from lvwlib.core.gradcam import gradcam_maps
-
     return gradcam_maps(model, trunk[None, None].expand(1, 2, -1, -1, -1).float(), progress=False)[0, 0]

@@ -1,5 +1,4 @@
-"""ipywidgets explorers: :func:`explorer` (every method, one word at a time, uploads) and the
-older :func:`heatmap_explorer` (explain functions given by the caller).
+"""The ipywidgets explorer (:func:`explorer`): every method, one word at a time, uploads.
 
 :func:`explorer` reads trained models from the cache (:mod:`lvwlib.experiment.artefacts`)
 and never trains; with no trained model it says what to run. Its computations
@@ -9,95 +8,17 @@ live in :mod:`lvwlib.ui.explorer`; this module only wires controls and draws.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from lvwlib.core.maps import combined_word_map, upsample_cam
-from lvwlib.core.metrics import mask_iou, quantile_mask
-from lvwlib.experiment.pipeline import METHOD_LABELS, METHODS
-from lvwlib.paper.viz import to_numpy_image
-
-# (trunk [B, Ct, h, w], index [B]) -> (logits [B, C], word maps [B, m, h, w])
-ExplainFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def explain_one(
-    explain: ExplainFn, trunk: torch.Tensor, index: int, cam: torch.Tensor, size: int, q: float
-) -> dict[str, torch.Tensor | float | int]:
-    """Maps, masks and IoU of one image.
-
-    Args:
-        trunk: [Ct, h, w] trunk features of the image; cam: [hc, wc] its Grad-CAM.
-    Returns:
-        dict with ``cam`` and ``a_k`` ([S, S] in [0, 1]), their masks at q,
-        ``iou`` and the predicted class ``pred``.
-    """
-    logits, maps = explain(trunk[None].float(), torch.tensor([index]))
-    a_bar = upsample_cam(cam[None], size)
-    a_k = combined_word_map(maps.detach(), size, "minmax")
-    m_bar, m_k = quantile_mask(a_bar, q), quantile_mask(a_k, q)
-    return {
-        "cam": a_bar[0], "a_k": a_k[0], "mask_cam": m_bar[0], "mask_a_k": m_k[0],
-        "iou": mask_iou(m_bar, m_k).item(), "pred": int(logits.argmax(1)),
-    }
-
-
-def heatmap_explorer(
-    images: Callable[[int], torch.Tensor],
-    trunk: torch.Tensor,
-    cams: torch.Tensor,
-    labels: list[int],
-    classes: list[str],
-    explainers: Mapping[str, ExplainFn],
-) -> widgets.VBox:
-    """Build (and display) the explorer.
-
-    Args:
-        images: index -> image [3, S, S] in [0, 1].
-        trunk: [N, Ct, h, w] trunk features of the same images (unflipped).
-        cams: [N, hc, wc] the base model's Grad-CAM of the same images.
-        labels: [N] true classes; classes: class names.
-        explainers: method name -> explain function (see :data:`ExplainFn`).
-    """
-    index = widgets.IntSlider(0, 0, len(labels) - 1, description="image")
-    method = widgets.Dropdown(options=list(explainers), description="method")
-    q = widgets.FloatSlider(50.0, min=10.0, max=95.0, step=5.0, description="q")
-    out = widgets.Output()
-
-    def draw(*_: object) -> None:
-        i = index.value
-        image = images(i)
-        res = explain_one(explainers[method.value], trunk[i], i, cams[i], image.shape[-1], q.value)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 4, figsize=(11, 3))
-            img = to_numpy_image(image)
-            panels = [
-                (None, f"true: {classes[labels[i]]}\npred: {classes[res['pred']]}"),
-                (res["cam"], "base Grad-CAM"),
-                (res["a_k"], f"{method.value}: top-word map A^k"),
-                (res["mask_cam"].float() + 2 * res["mask_a_k"].float(), f"masks at q={q.value:.0f}: IoU {res['iou']:.2f}"),
-            ]
-            for ax, (overlay, title) in zip(axes, panels, strict=True):
-                ax.imshow(img)
-                if overlay is not None:
-                    cmap = "jet" if "mask" not in title else "viridis"
-                    ax.imshow(overlay.numpy(), cmap=cmap, alpha=0.5)
-                ax.set_title(title, fontsize=9)
-                ax.axis("off")
-            plt.show()
-
-    for control in (index, method, q):
-        control.observe(draw, names="value")
-    box = widgets.VBox([widgets.HBox([index, method, q]), out])
-    display(box)
-    draw()
-    return box
-
+from lvwlib.experiment.pipeline import METHOD_LABELS, METHODS, experiment_from_params
+from lvwlib.paper.viz import draw_box, show_map, to_numpy_image
+from lvwlib.store.paths import resolve
+from lvwlib.ui import explorer as ex
+from lvwlib.ui import session
 
 # --------------------------------------------------------------------------- the explorer
 
@@ -113,14 +34,12 @@ class Explorer:
     """
 
     def __init__(self, params_file: str = "params/quick.yaml", params: dict | None = None) -> None:
-        from lvwlib.ui import explorer as ex
-
-        self.ex = ex
         self.params_file = params_file
-        self.params = params if params is not None else ex.load_params_file(params_file)
-        self.cache_dir = ex.resolve(ex.experiment_from_params(self.params).run.cache_dir)
+        self.params = params if params is not None else session.read_params(params_file)
+        self.cache_dir = resolve(experiment_from_params(self.params).run.cache_dir)
         self.choices = ex.cached_choices(self.params)
-        self.session: ex.Session | None = None
+        self.session: session.Session | None = None
+        self.cache: ex.ExplorerCache | None = None  # per-method summaries and word sources of the session
         self.upload_image: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # image, trunk, cam
         self.view: dict | None = None
         self.word: dict | None = None
@@ -183,12 +102,13 @@ class Explorer:
     def _on_seed(self, *_: object) -> None:
         if self._busy:
             return
-        self.session = self.ex.Session.open(self.params, self.dataset.value, self.seed.value)
-        names = self.session.class_names
+        opened = session.open(self.params, self.dataset.value, self.seed.value, progress=False, load=False)
+        self.session, self.cache = opened, ex.ExplorerCache(opened)
+        names = opened.class_names
         self._busy = True
         self.klass.options = [(n, i) for i, n in enumerate(names)]
-        self.m.value = self.session.exp.run.eval.top_m
-        self.q.value = self.session.exp.run.eval.quantile
+        self.m.value = opened.exp.run.eval.top_m
+        self.q.value = opened.exp.run.eval.quantile
         self._busy = False
         self._on_selection()
 
@@ -217,10 +137,10 @@ class Explorer:
             return
         data = bytes(files[0]["content"])
         sess = self.session
-        image = self.ex.image_from_bytes(data, sess.size)
+        image = ex.image_from_bytes(data, self.cache.image_size)
         with torch.no_grad():
             trunk = sess.prep.backbone.trunk(image[None])[0]
-        cam = self.ex.gradcam_of(sess.base.model, trunk)
+        cam = ex.gradcam_of(sess.base.model, trunk)
         self.upload_image = (image, trunk, cam)
         self.back.disabled = False
         self.update()
@@ -233,23 +153,24 @@ class Explorer:
     # ------------------------------------------------------------------ state
     def indices(self) -> list[int]:
         """Test indices the image slider runs over, in order (may be empty)."""
-        sess = self.session
-        assert sess is not None
-        labels = sess.prep.test_labels
+        cache = self.cache
+        assert cache is not None
+        labels = cache.session.prep.test_labels
         order = self.order.value
         if order == "by class":
             return torch.nonzero(labels == self.klass.value).flatten().tolist() if self.klass.value is not None else []
         if order in ("misclassified only", "sorted by IoU (lowest first)"):
-            if sess.model(self.method.value) is None:
+            if cache.model(self.method.value) is None:
                 return []
-            summary = sess.summary(self.method.value)
+            summary = cache.summary(self.method.value)
             if order == "misclassified only":
                 return torch.nonzero(summary.pred != labels).flatten().tolist()
             return torch.argsort(summary.iou, stable=True).tolist()
         return list(range(len(labels)))
 
     def current(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int | None, str] | None:
-        """(image [3, S, S], trunk [Ct, h, w], Grad-CAM [hc, wc], label or None, caption) shown now."""
+        """(image [3, S, S], trunk [Ct, h, w], Grad-CAM [hc, wc], test index or None (an upload), caption)
+        shown now; None when the chosen order has no image."""
         sess = self.session
         assert sess is not None
         if self.upload_image is not None:
@@ -259,20 +180,19 @@ class Explorer:
         if not indices:
             return None
         i = indices[min(self.position.value, len(indices) - 1)]
-        return (sess.test_image(i), sess.prep.test_feats[i, 0], sess.base.test_cams[i, 0],
-                int(sess.prep.test_labels[i]), f"test image {i}")
+        return sess.prep.bundle.test[i][0], sess.prep.test_feats[i, 0], sess.base.test_cams[i, 0], i, f"test image {i}"
 
     # ------------------------------------------------------------------ drawing
     def update(self, keep_word: bool = False) -> None:
         """Recompute and redraw everything for the current controls."""
         start = time.perf_counter()
-        sess = self.session
-        assert sess is not None
+        cache = self.cache
+        assert cache is not None
         method = self.method.value
-        model = sess.model(method)
+        model = cache.model(method)
         self.view, self.word = None, None
         if model is None:
-            self._clear(self.ex.empty_state_text(self.params_file, self.cache_dir, method))
+            self._clear(ex.empty_state_text(self.params_file, self.cache_dir, method))
             self.seconds = time.perf_counter() - start
             return
         shown = self.current()
@@ -280,11 +200,13 @@ class Explorer:
             self._clear(f"no test image for the choice '{self.order.value}' with {METHOD_LABELS[method]}")
             self.seconds = time.perf_counter() - start
             return
-        image, trunk, cam, label, caption = shown
-        view = self.ex.image_view(model, trunk, cam, sess.size, self.m.value, self.q.value)
+        image, trunk, cam, index, caption = shown
+        explained = (ex.explain_image(model, trunk, self.m.value) if index is None
+                     else cache.explanation(method, index, self.m.value))  # in its Table 1 batch: the same IoU
+        view = ex.image_view(explained, cam, cache.eval_size, self.q.value)
         self.view = view
-        names = sess.class_names
-        truth = f"true: {names[label]}, " if label is not None else ""
+        names = cache.session.class_names
+        truth = "" if index is None else f"true: {names[int(cache.session.prep.test_labels[index])]}, "
         self.status.value = f"{caption}: {truth}predicted by {METHOD_LABELS[method]}: {names[view['pred']]}"
         self.iou_text.value = (f"<b>IoU of the high-attention regions at q={self.q.value:.0f}: "
                                f"{view['iou']:.3f}</b>")
@@ -328,8 +250,8 @@ class Explorer:
         ]
         for ax, (overlay, title, cmap) in zip(axes, panels, strict=True):
             ax.imshow(img)
-            if overlay is not None:
-                ax.imshow(overlay.numpy(), cmap=cmap, alpha=0.5, vmin=0, vmax=3 if cmap == "viridis" else 1)
+            if overlay is not None:  # measured at the evaluation size, drawn over the whole image
+                show_map(ax, img.shape[0], overlay, cmap=cmap, alpha=0.5, vmin=0, vmax=3 if cmap == "viridis" else 1)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
         fig.tight_layout()
@@ -337,17 +259,17 @@ class Explorer:
         return fig
 
     def _draw_word(self, model, trunk: torch.Tensor, image: torch.Tensor, view: dict) -> None:
-        sess = self.session
-        assert sess is not None
+        cache = self.cache
+        assert cache is not None
         word = self.word_pick.value
         if word is None or model.words is None:
             self.word_text.value = (f"{METHOD_LABELS[model.method]} has no words to drill into "
                                     "(it explains with one map).")
             self.out_word.clear_output()
             return
-        names = sess.class_names
-        info = self.ex.word_view(model, trunk, word, view["pred"], sess.size)
-        src = sess.word_source(model.method, word)
+        names = cache.session.class_names
+        info = ex.word_view(model, trunk, word, view["pred"], cache.image_size)
+        src = cache.word_source(model.method, word)
         info.update(word=word, source=src)
         self.word = info
         weight = "no last-layer weight (ProtoTree: words route, leaves vote)" if info["weight"] is None else (
@@ -361,9 +283,7 @@ class Explorer:
         axes[0].imshow(info["map"].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
         axes[0].set_title(f"word {word} on this image", fontsize=9)
         axes[1].imshow(to_numpy_image(src["image"]))
-        top, bottom, left, right = src["box"]
-        axes[1].add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
-                                        color="yellow", lw=2))
+        draw_box(axes[1], src["box"], "yellow", lw=2)
         axes[1].set_title(f"its training patch: {names[src['label']]}", fontsize=9)
         for ax in axes:
             ax.axis("off")

@@ -53,10 +53,11 @@ def explorer_params() -> str:
     """$LVW_BROWSER_PARAMS, else quick when its models are cached, else tiny (the notebook trains tiny)."""
     if os.environ.get("LVW_BROWSER_PARAMS"):
         return os.environ["LVW_BROWSER_PARAMS"]
-    from lvwlib.ui.explorer import cached_choices, load_params_file
+    from lvwlib.ui.explorer import cached_choices
+    from lvwlib.ui.session import read_params
 
     try:
-        if cached_choices(load_params_file("params/quick.yaml")):
+        if cached_choices(read_params("params/quick.yaml")):
             return "params/quick.yaml"
     except Exception:  # noqa: BLE001 - no data or no cache: fall back to the tiny setting
         pass

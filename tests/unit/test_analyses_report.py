@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
+from lvwlib.core.push import WordSource
 from lvwlib.paper.analyses import (
-    WordSource,
     base_class_similarity,
     chance_iou,
     class_correlation,
@@ -18,6 +18,7 @@ from lvwlib.paper.analyses import (
     random_halves,
     random_map_iou,
     source_class_counts,
+    source_labels,
 )
 from lvwlib.paper.report import claim_k, claim_unseen, claims_table, verdict
 
@@ -80,9 +81,12 @@ def test_base_class_similarity_is_symmetric_mean_probability():
 
 
 def test_source_class_counts_by_hand():
-    sources = [WordSource(0, 5, 0, 0), WordSource(1, 6, 0, 1), WordSource(2, 7, 0, 1)]
+    sources = [WordSource(image=5, row=0, col=0), WordSource(image=6, row=1, col=0), WordSource(image=7, row=0, col=1)]
+    train_labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])  # images 6 and 7 are of class 1
+    word_labels = source_labels(sources, train_labels)
+    assert word_labels.tolist() == [0, 1, 1]
     top = torch.tensor([[0, 1], [1, 2], [2, 0]])
-    df = source_class_counts(top, torch.tensor([0, 0, 1]), sources, ["h0", "h1"], ["a", "b"])
+    df = source_class_counts(top, torch.tensor([0, 0, 1]), word_labels, ["h0", "h1"], ["a", "b"])
     got = {(r.heldout_class, r.source_class): r.count for r in df.itertuples()}
     assert got == {("h0", "a"): 1, ("h0", "b"): 3, ("h1", "a"): 1, ("h1", "b"): 1}
 
@@ -148,3 +152,32 @@ def test_random_map_sweep_equals_one_call_per_q_and_variant():
     sweep = random_map_sweep(cams, [50.0, 90.0], size=32, seed=2)
     for (variant, q), iou in sweep.items():
         assert torch.equal(iou, random_map_iou(cams, q, 32, variant, seed=2)), (variant, q)
+
+
+def _summary(dataset: str) -> pd.DataFrame:
+    from lvwlib.paper.tables import summarise
+
+    long = pd.DataFrame([
+        {"dataset": dataset, "method": m, "seed": seed, "accuracy": acc, "iou": iou}
+        for seed in (0, 1)
+        for m, acc, iou in (("Base + Grad-CAM", 0.9, 1.0), ("LVW", 0.8, 0.6), ("Random map", float("nan"), 0.33))
+    ])
+    return summarise(long)
+
+
+def test_table1_of_a_users_dataset_has_no_paper_columns_and_one_heading():
+    from lvwlib.paper.tables import table1_markdown
+
+    md = table1_markdown(_summary("food-876102a4"))
+    headings = [line for line in md.splitlines() if line.startswith("### ")]
+    assert headings == ["### food-876102a4"]
+    assert "paper," not in md and "None" not in md and "No paper number" in md
+    table = md.split("### food-876102a4")[1]
+    assert "| Random map" in table and "| LVW " in table  # every row under the one heading
+
+
+def test_table1_of_a_stand_in_has_the_papers_numbers():
+    from lvwlib.paper.tables import table1_markdown
+
+    md = table1_markdown(_summary("imagenette"))
+    assert "accuracy % (paper, STL10)" in md and "89.75" in md and "No paper number" not in md

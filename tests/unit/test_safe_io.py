@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lvwlib.core.metrics import IoUCoverage, quantile_mask
+from lvwlib.core.metrics import iou_coverage, iou_sweep
 from lvwlib.data import load_image
 from lvwlib.experiment.names import absolute_dataset, results_name
 from lvwlib.store.records import atomic_path, remove_stale_temporaries, write_json
@@ -70,12 +70,12 @@ def test_nan_in_a_map_is_an_error_not_iou_one():
     words = torch.rand(2, 3, 4, 4)
     words[1, 0, 2, 2] = float("nan")
     with pytest.raises(ValueError, match=r"word activation maps.*NaN.*\[1\]"):
-        IoUCoverage(q=50, size=8)(cams, words)
+        iou_coverage(cams, words, 50, 8)
     cams[0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"Grad-CAM maps.*NaN or inf.*\[0\]"):
-        IoUCoverage(q=50, size=8)(cams, torch.rand(2, 3, 4, 4))
+        iou_coverage(cams, torch.rand(2, 3, 4, 4), 50, 8)
     with pytest.raises(ValueError, match="NaN"):
-        quantile_mask(torch.full((1, 2, 2), float("nan")), 50)
+        iou_sweep(torch.full((1, 2, 2), float("nan")), torch.rand(1, 1, 2, 2), [50.0, 90.0], 8)
 
 
 def test_results_name_of_registry_names_and_folders(tmp_path):

@@ -1,0 +1,73 @@
+"""Figure 5: words on classes held out of training (``data.holdout_classes``), and the measured
+check behind its claim: IoU coverage on unseen test images against seen ones (notebook 09)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import torch
+
+from lvwlib.experiment.artefacts import TrainedModel
+from lvwlib.experiment.pipeline import METHOD_LABELS
+from lvwlib.paper.analyses import per_image_eval, source_class_counts, source_labels, word_matches
+from lvwlib.paper.figures import WordMatch
+
+
+def seen_unseen_rows(
+    model: TrainedModel, prep: Any, base: Any, held: tuple[torch.Tensor, torch.Tensor], dataset: str,
+) -> pd.DataFrame:
+    """Per-image IoU coverage of ``model`` on the seen test images and on the held-out ones.
+
+    Args:
+        held: trunk features [Nh, 2, Ct, h, w] and Grad-CAM [Nh, 2, hc, wc] of the held-out
+            test images (:func:`lvwlib.paper.analyses.heldout_artefacts`).
+    Returns:
+        columns dataset, method, seed, split ("seen" | "unseen"), image, iou.
+    """
+    ev = prep.exp.run.eval
+    rows = []
+    for split, feats, cams in (("seen", prep.test_feats, base.test_cams), ("unseen", *held)):
+        out = per_image_eval(model, feats, cams, ev.quantile, ev.top_m, ev.eval_size)
+        rows += [{"dataset": dataset, "method": METHOD_LABELS[model.method], "seed": model.seed, "split": split,
+                  "image": i, "iou": float(v)} for i, v in enumerate(out["iou"])]
+    return pd.DataFrame(rows)
+
+
+def unseen_examples(
+    model: TrainedModel, prep: Any, held_feats: torch.Tensor, held_names: list[str],
+    human: Callable[[int], str], per_class: int = 2, top_words: int = 3,
+) -> tuple[list[torch.Tensor], list[list[WordMatch]], list[str]]:
+    """The rows of Figure 5: ``per_class`` held-out test images of each held-out class with their
+    ``top_words`` most activated words beside the training patches the words come from.
+
+    Returns:
+        query images [3, S, S], their word matches, row titles.
+    """
+    held_labels = torch.tensor(prep.bundle.heldout.labels)
+    scores = model.word_scores(held_feats[:, 0].float())  # [Nh, M]
+    queries, matches, titles = [], [], []
+    for h, name in enumerate(held_names):
+        for i in torch.nonzero(held_labels == h).flatten()[:per_class].tolist():
+            words = torch.topk(scores[i], top_words).indices.tolist()
+            queries.append(prep.bundle.heldout[i][0])
+            matches.append(word_matches(model, held_feats[i, 0], words, prep.bundle.train, prep.train_feats,
+                                        prep.train_labels, human))
+            titles.append(f"unseen: {name}")
+    return queries, matches, titles
+
+
+def unseen_source_counts(
+    model: TrainedModel, prep: Any, held_feats: torch.Tensor, held_names: list[str], class_names: list[str],
+) -> pd.DataFrame:
+    """How often each seen class is the source of a held-out image's top-m words (m = eval.top_m).
+
+    Returns:
+        long table heldout_class, source_class, count.
+    """
+    scores = model.word_scores(held_feats[:, 0].float())  # [Nh, M]
+    top = torch.topk(scores, min(prep.exp.run.eval.top_m, scores.shape[1]), dim=1).indices
+    held_labels = torch.tensor(prep.bundle.heldout.labels)
+    return source_class_counts(top, held_labels, source_labels(model.words.push, prep.train_labels),
+                               held_names, class_names)

@@ -18,6 +18,7 @@ import seaborn as sns
 import torch
 
 from lvwlib.core.config import load_params
+from lvwlib.experiment.names import results_name
 from lvwlib.experiment.pipeline import (
     Experiment,
     Prepared,
@@ -85,7 +86,8 @@ def setup(
     exp = experiment_from_params(params, dataset)
     if overrides:
         exp = with_overrides(exp, overrides)
-    out_dir = resolve(results_dir) / exp.run.data.name if dataset is not None else resolve(results_dir)
+    # named by lvwlib.experiment.names: a folder dataset's absolute path would put results INTO the folder
+    out_dir = resolve(results_dir) / results_name(dataset) if dataset is not None else resolve(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(out_dir, exp.to_dict(), name=f"run_{name}.json").__enter__()
     prep = prepare(exp, progress=progress) if load and dataset is not None else None

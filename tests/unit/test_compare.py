@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lvwlib.paper.compare import compare_table1, main
+from lvwlib.paper.compare import compare_table1, main, read_table
+from lvwlib.store.paths import project_root
 
 
 def _long(rows: dict[tuple[str, str], list[tuple[float, float]]]) -> pd.DataFrame:
@@ -57,3 +58,12 @@ def test_command_writes_and_prints_every_cell(tmp_path, capsys):
     assert "## imagenette" in out and "## imagewoof" in out and "| +0.0010 " in out
     assert "| b       | partly" in out and "inconclusive" in out and "NO" in out
     assert main([str(tmp_path / "missing"), "--reference", str(tmp_path / "ref")]) == 1
+
+
+def test_a_rerun_into_results_is_compared_with_the_last_commit():
+    """``make reproduce`` then ``make compare`` (both on results/): the reference is results/ as committed."""
+    if not (project_root() / ".git").exists():
+        pytest.skip("not a git checkout")
+    committed = read_table(project_root() / "results", "table1.csv", from_git=True)
+    assert committed is not None and {"dataset", "method", "seed", "accuracy", "iou"} <= set(committed)
+    assert read_table(project_root() / "results", "no_such_table.csv", from_git=True) is None

@@ -79,8 +79,8 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list
     """Delete the temporary files of :func:`atomic_path` whose writer is dead.
 
     A SIGKILLed run leaves ``.<name>.<pid>-<hex>.tmp`` files behind; this is
-    called on the next write of the same file and by ``make reproduce`` before
-    it starts. Files of live processes are kept. Returns the deleted paths.
+    called on the next write of the same file and by ``make reproduce``
+    (:mod:`lvwlib.experiment.reproduce`) before its notebooks run. Files of live processes are kept. Returns the deleted paths.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -236,19 +236,3 @@ class RunRecord:
                 **self.extra,
             },
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``clean FOLDER...``: delete temporaries of killed writers under each folder."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] != "clean":
-        print("usage: python -m lvwlib.store.records clean FOLDER...", file=sys.stderr)
-        return 2
-    for folder in args[1:]:
-        for tmp in remove_stale_temporaries(folder):
-            print(f"removed stale temporary file {tmp}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,6 @@ DATASETS ?= imagenette imagewoof flowers17
 RESULTS ?= results
 SHARED ?= ../shared/datasets
 KERNEL := lvw
-PAPERMILL = $(BIN)/papermill --kernel $(KERNEL) --cwd notebooks --log-output
 PYTEST_ARGS ?=
 # Table 1 cells run in parallel before the notebooks (lvwlib.experiment.cells): WORKERS processes x THREADS
 # torch threads each, on EXECUTOR (local | submitit-local | slurm). WORKERS defaults to the cores.
@@ -25,12 +24,15 @@ EXPLORE_PORT ?= 8866
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # jupyter refuses root without it (containers)
 CLASSROOM := $(sort $(wildcard notebooks/classroom/*.ipynb))
 
-.PHONY: help venv data test unit notebooks-test lint reproduce reproduce-notebooks table1 cells check-params analyses report clean-cache lab explore quick classroom test-browser test-distributed
+.PHONY: help venv data test test-threads unit notebooks-test lint reproduce table1 cells check-params analyses report compare clean-cache lab explore quick classroom test-browser test-distributed
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
+	@echo "make test-threads - the unit and integration tests on 3 torch threads (another CPU's rounding, as a proxy)"
 	@echo "make test-distributed - 2 CPU processes (DDP, gloo) vs 1 on tiny data"
 	@echo "make reproduce  - every notebook on $(DATASETS) with $(PARAMS); writes $(RESULTS)/"
+	@echo "                  (DATASETS=\"/home/me/My Photos/food\": a folder, spaces kept; lists: commas or spaces)"
+	@echo "make compare RESULTS=<rerun> - a rerun's Table 1 beside the committed one, cell by cell"
 	@echo "make cells      - only the Table 1 cells, $(WORKERS) processes x $(THREADS) threads on $(EXECUTOR) (fills cache/)"
 	@echo "make analyses   - Figures 2-5, word gallery and $(RESULTS)/README.md (after Table 1)"
 	@echo "make data       - link $(SHARED)/<name> into data/"
@@ -103,71 +105,53 @@ test: $(STAMP) data
 	$(BIN)/python -m pytest tests -q -rs $(PYTEST_ARGS)
 	cd notebooks && ../$(BIN)/python -m pytest --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider -q .
 
+# The tests again on 3 torch threads: floats summed in other orders, this machine's stand-in for
+# another CPU (tests/conftest.py); every numeric comparison must pass here too.
+test-threads: $(STAMP) data
+	LVW_TEST_THREADS=3 $(BIN)/python -m pytest tests -q -rs -m "not slow" $(PYTEST_ARGS)
+
+# A make value as ONE shell word: single-quoted, each ' written as '\'' (paths with spaces, $, quotes).
+quote = '$(subst ','\'',$(1))'
+
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.
-# The params are checked first; the cells fill the caches in parallel; the notebooks then only load.
-# A dataset is a registry name or a path to class folders; its outputs are named by
-# `python -m lvwlib.experiment.names name` (a path -> <base name>-<hash>) and stay under $(RESULTS).
-# papermill writes its output notebook cell by cell, so each notebook is written to
-# .<name>.part.ipynb and renamed on success (removed on an error: papermill prints it):
-# a killed run leaves no half-written notebook under its final name, and the next run
-# removes the partial ones and the temporary files of killed writers (lvwlib.store.records).
-# A warm rerun skips the notebooks when results/ is up to date (lvwlib.experiment.uptodate: same code,
-# notebooks, Makefile, params, make variables and cache as at the last finished run, and
-# every result file still there); FORCE=1 runs them anyway. The stamp is written last.
+# lvwlib.experiment.reproduce checks the params, runs the Table 1 cells in parallel (they fill
+# the caches), then every notebook (they only load), each written as .<name>.part.ipynb and
+# renamed on success; a warm rerun skips the notebooks when RESULTS is up to date (FORCE=1 runs
+# them anyway). DATASETS is one string: the whole of it when it is an existing folder
+# (DATASETS="/home/me/My Photos/food"), else comma-separated items when it holds a comma,
+# else whitespace-separated names. A folder's outputs are named by
+# `python -m lvwlib.experiment.names name` (<base name>-<hash>) and stay under RESULTS.
+# The analyses' datasets (k sweep, word gallery, unseen classes) are the params' analyses:
+# section; each is skipped, with a message, when its dataset is not among DATASETS.
 FORCE ?= 0
-UPTODATE = $(BIN)/python -m lvwlib.experiment.uptodate
-UPTODATE_ARGS = $(RESULTS) --params $(PARAMS) --extra "$(DATASETS) | $(ANALYSES) | $(K_DATASET) $(K_VALUES) | $(WORDS_DATASET) | $(UNSEEN_DATASET) $(UNSEEN_CLASSES)"
-reproduce: $(STAMP) data check-params cells
-	@mkdir -p $(RESULTS)
-	@if [ "$(FORCE)" != 1 ] && $(UPTODATE) check $(UPTODATE_ARGS); then exit 0; fi; \
-	  $(MAKE) reproduce-notebooks && $(UPTODATE) write $(UPTODATE_ARGS)
+REPRODUCE = $(BIN)/python -m lvwlib.experiment.reproduce --params $(call quote,$(PARAMS)) \
+  --datasets $(call quote,$(DATASETS)) --results $(call quote,$(RESULTS))
+CELL_FLAGS = --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)
+reproduce: $(STAMP) data
+	$(REPRODUCE) --analyses $(ANALYSES) $(CELL_FLAGS) $(if $(filter 1,$(FORCE)),--force,)
 
-reproduce-notebooks: $(STAMP) data
-	@mkdir -p $(RESULTS)/notebooks
-	rm -f $(RESULTS)/notebooks/.*.part.ipynb
-	$(BIN)/python -m lvwlib.store.records clean $(RESULTS)
-	set -e; for d in $(DATASETS); do \
-	  d=$$($(BIN)/python -m lvwlib.experiment.names abs "$$d"); n=$$($(BIN)/python -m lvwlib.experiment.names name "$$d"); \
-	  for nb in 01_base_model 02_lvw; do \
-	    $(PAPERMILL) notebooks/$$nb.ipynb $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb -p params_file $(PARAMS) -p dataset "$$d" -p results_dir $(RESULTS) -p progress False \
-	      || { rm -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb; exit 1; }; \
-	    mv -f $(RESULTS)/notebooks/.$${nb}_$$n.part.ipynb $(RESULTS)/notebooks/$${nb}_$$n.ipynb; \
-	  done; \
-	done
-	$(MAKE) table1
-	if [ "$(ANALYSES)" != 0 ]; then $(MAKE) analyses; fi
-
-# Figures 2-5, the word gallery and the report (issue 7); after Table 1, whose cached models they reuse.
-# Fig 3(a) on imagewoof (Stanford Dogs stand-in); Fig 4 on imagenette (STL10 stand-in); Fig 5 holds out
-# English foxhound and Australian terrier (close relatives of the seen beagle and Border terrier).
-K_DATASET ?= imagewoof
-K_VALUES ?= 1, 3, 5, 10, 20, 50
-WORDS_DATASET ?= imagenette
-UNSEEN_DATASET ?= imagewoof
-UNSEEN_CLASSES ?= n02089973, n02096294
-analyses: $(STAMP) data
-	@mkdir -p $(RESULTS)/notebooks
-	$(PAPERMILL) notebooks/06_figure2.ipynb $(RESULTS)/notebooks/06_figure2.ipynb -p params_file $(PARAMS) -y "datasets: [$$(echo $(DATASETS) | sed 's/ /, /g')]" -p results_dir $(RESULTS) -p progress False
-	$(PAPERMILL) notebooks/07_k_sweep.ipynb $(RESULTS)/notebooks/07_k_sweep.ipynb -p params_file $(PARAMS) -p dataset $(K_DATASET) -y "ks: [$(K_VALUES)]" -p results_dir $(RESULTS) -p progress False
-	$(PAPERMILL) notebooks/08_visual_words.ipynb $(RESULTS)/notebooks/08_visual_words.ipynb -p params_file $(PARAMS) -p dataset $(WORDS_DATASET) -p results_dir $(RESULTS) -p progress False
-	$(PAPERMILL) notebooks/09_unseen.ipynb $(RESULTS)/notebooks/09_unseen.ipynb -p params_file $(PARAMS) -p dataset $(UNSEEN_DATASET) -y "holdout_classes: [$(UNSEEN_CLASSES)]" -p results_dir $(RESULTS) -p progress False
-	$(MAKE) report
-
-report: $(STAMP)
-	@mkdir -p $(RESULTS)/notebooks
-	$(PAPERMILL) notebooks/10_report.ipynb $(RESULTS)/notebooks/10_report.ipynb -p results_dir $(RESULTS)
+# The steps alone (no up-to-date stamp): the cells, Table 1, the analyses (Figures 2-5, the
+# word gallery, then the report; after Table 1, whose cached models they reuse), the report.
+cells: $(STAMP) data
+	$(REPRODUCE) --only cells $(CELL_FLAGS)
 
 table1: $(STAMP)
-	@mkdir -p $(RESULTS)/notebooks
-	$(PAPERMILL) notebooks/03_table1.ipynb $(RESULTS)/notebooks/.03_table1.part.ipynb -p params_file $(PARAMS) -y "datasets: $$($(BIN)/python -m lvwlib.experiment.names list $(DATASETS))" -p results_dir $(RESULTS) -p progress False \
-	  || { rm -f $(RESULTS)/notebooks/.03_table1.part.ipynb; exit 1; }
-	mv -f $(RESULTS)/notebooks/.03_table1.part.ipynb $(RESULTS)/notebooks/03_table1.ipynb
+	$(REPRODUCE) --only table1
 
-cells: $(STAMP) data check-params
-	$(BIN)/python -m lvwlib.experiment.cells --params $(PARAMS) --datasets $(DATASETS) --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)
+analyses: $(STAMP) data
+	$(REPRODUCE) --only analyses report
+
+report: $(STAMP)
+	$(REPRODUCE) --only report
+
+# A rerun's Table 1 beside the committed one (REFERENCE, default results/ as committed in git),
+# cell by cell, with whether each mean lies within the committed spread over seeds.
+REFERENCE ?= results
+compare: $(STAMP)
+	$(BIN)/python -m lvwlib.paper.compare $(call quote,$(RESULTS)) --reference $(call quote,$(REFERENCE))
 
 check-params: $(STAMP)
-	$(BIN)/python -m lvwlib.experiment.schema $(PARAMS)
+	$(BIN)/python -m lvwlib.experiment.schema $(call quote,$(PARAMS))
 
 clean-cache:
 	rm -rf cache

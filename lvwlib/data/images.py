@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from .errors import CorruptImageError
@@ -75,12 +75,16 @@ def pil_to_tensor01(img: Image.Image, image_size: int) -> torch.Tensor:
 def load_image(path: str | Path, image_size: int) -> torch.Tensor:
     """Read an image file -> float32 tensor [3, S, S] in [0, 1].
 
+    The EXIF orientation (photos from phones and cameras) is applied, as a viewer does.
     Raises :class:`CorruptImageError` naming ``path`` when the file cannot be
     read or decoded (truncated files included: ``convert`` forces a full decode).
     """
     try:
         with Image.open(path) as img:
             img.load()  # a full decode here, so a truncated file fails inside this try
+            # A phone stores a portrait photo as landscape pixels plus an EXIF Orientation tag;
+            # viewers rotate it, so must we (else the model sees it on its side).
+            ImageOps.exif_transpose(img, in_place=True)
             rgb = to_rgb(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise CorruptImageError(f"cannot read image {path}: {err}") from err

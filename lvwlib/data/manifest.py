@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lvwlib.store.paths import cache_root
+from lvwlib.store.records import write_text
 
 from .errors import DatasetIntegrityError, DatasetNotFoundError
 
@@ -176,9 +177,6 @@ def _write_verdict(
         "stat_signature": signature,
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(verdict, indent=1))
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        write_text(path, json.dumps(verdict, indent=1))  # atomic: a concurrent reader never sees half a file
     except OSError as err:  # a read-only cache only costs a re-hash next time
         warnings.warn(f"could not cache the manifest verdict at {path}: {err}", stacklevel=3)

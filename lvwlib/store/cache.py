@@ -132,12 +132,24 @@ def _cached_unlocked(
         return torch.load(value_path, map_location="cpu", weights_only=False)
     start = time.perf_counter()
     value = compute()
-    provenance = _provenance(time.perf_counter() - start)
-    save_with(value_path, lambda tmp: torch.save(value, tmp))
-    # The meta file is written last: an entry counts only once both files exist.
-    write_json(meta_path, {"inputs": _canonical(inputs), "provenance": provenance})
-    _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
+    _store(folder, key, inputs, value, _provenance(time.perf_counter() - start), kind)
     return value
+
+
+def _store(folder: Path, key: str, inputs: dict[str, Any], value: Any, provenance: dict[str, Any], kind: str) -> None:
+    """Write one entry: the value, then its json (an entry counts only once both files exist).
+
+    A failed json write (a full disk: :class:`lvwlib.store.records.DiskFullError`) removes the
+    value again, so no half entry is left; the next run computes it afresh.
+    """
+    value_path = folder / f"{key}.pt"
+    save_with(value_path, lambda tmp: torch.save(value, tmp))
+    try:
+        write_json(folder / f"{key}.json", {"inputs": _canonical(inputs), "provenance": provenance})
+    except BaseException:
+        value_path.unlink(missing_ok=True)
+        raise
+    _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
 
 
 def cached_together(
@@ -177,8 +189,5 @@ def cached_together(
             values.append(compute())
             missing.append((key, entry, values[-1], _provenance(time.perf_counter() - start)))
         for key, entry, value, provenance in missing:
-            save_with(folder / f"{key}.pt", lambda tmp, v=value: torch.save(v, tmp))
-            # The meta file is written last: an entry counts only once both files exist.
-            write_json(folder / f"{key}.json", {"inputs": _canonical(entry), "provenance": provenance})
-            _EVENTS.append({"kind": kind, "key": key, "hit": False, **provenance})
+            _store(folder, key, entry, value, provenance, kind)
     return values

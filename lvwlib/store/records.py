@@ -6,6 +6,7 @@ is written to a temporary name and renamed, so nothing half-written is left.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -31,6 +32,12 @@ PACKAGES = (
 
 
 TMP_SUFFIX = ".tmp"
+# errno of a write that found no room: the disk is full, or the user's disk quota is spent
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFullError(OSError):
+    """A write that found no space left; the message names the file, and nothing partial is kept."""
 
 
 HOST = re.sub(r"[^A-Za-z0-9]", "", platform.node())[:32] or "host"
@@ -72,8 +79,8 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list
     """Delete the temporary files of :func:`atomic_path` whose writer is dead.
 
     A SIGKILLed run leaves ``.<name>.<pid>-<hex>.tmp`` files behind; this is
-    called on the next write of the same file and by ``make reproduce`` before
-    it starts. Files of live processes are kept. Returns the deleted paths.
+    called on the next write of the same file and by ``make reproduce``
+    (:mod:`lvwlib.experiment.reproduce`) before its notebooks run. Files of live processes are kept. Returns the deleted paths.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -103,6 +110,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     file ``open(path, "w")`` creates (``tempfile.mkstemp`` would make it 0o600,
     and the rename would leave results readable by their owner only).
     Temporary files of ``path`` left by killed processes are deleted first.
+
+    A full disk (or spent quota) while writing raises :class:`DiskFullError` naming ``path``;
+    the temporary file is removed and ``path`` keeps its previous content (if any).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +128,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in NO_SPACE and not isinstance(err, DiskFullError):
+            raise DiskFullError(
+                err.errno, f"no space left on the disk while writing {path}: free some space (or move "
+                f"the results, or the cache with LVW_CACHE) and rerun; nothing partial was kept",
+            ) from err
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -219,19 +236,3 @@ class RunRecord:
                 **self.extra,
             },
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``clean FOLDER...``: delete temporaries of killed writers under each folder."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] != "clean":
-        print("usage: python -m lvwlib.store.records clean FOLDER...", file=sys.stderr)
-        return 2
-    for folder in args[1:]:
-        for tmp in remove_stale_temporaries(folder):
-            print(f"removed stale temporary file {tmp}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""Known answers of the analysis computations (lvwlib.paper.analyses) and the claims' verdict rule (lvwlib.paper.report)."""
+"""Known answers of the analysis computations (lvwlib.paper.analyses) and the report's catalogue
+(lvwlib.paper.report); the claims are tested in test_claims.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from lvwlib.paper.analyses import (
     source_class_counts,
     source_labels,
 )
-from lvwlib.paper.report import claim_k, claim_unseen, claims_table, verdict
 
 
 def test_random_halves_are_seeded_distinct_halves():
@@ -89,32 +89,6 @@ def test_source_class_counts_by_hand():
     df = source_class_counts(top, torch.tensor([0, 0, 1]), word_labels, ["h0", "h1"], ["a", "b"])
     got = {(r.heldout_class, r.source_class): r.count for r in df.itertuples()}
     assert got == {("h0", "a"): 1, ("h0", "b"): 3, ("h1", "a"): 1, ("h1", "b"): 1}
-
-
-def test_verdict_rule():
-    assert verdict([]) == "not measured"
-    assert verdict([True, True]) == "holds"
-    assert verdict([True, False]) == "partly"
-    assert verdict([False, False]) == "does not hold"
-
-
-def test_claim_k_known_answer():
-    ks = pd.DataFrame({"k": [1, 1, 10, 10], "accuracy": [0.80, 0.82, 0.81, 0.81], "iou": [0.3, 0.3, 0.6, 0.6]})
-    assert claim_k(ks).verdict == "holds"
-    ks.loc[ks["k"] == 1, "accuracy"] = 0.5  # accuracy no longer flat
-    assert claim_k(ks).verdict == "partly"
-
-
-def test_claim_unseen_known_answer():
-    rows = [("LVW", "seen", 0.6), ("LVW", "unseen", 0.3), ("ProtoPNet", "unseen", 0.2)]
-    df = pd.DataFrame(rows, columns=["method", "split", "iou"])
-    claim = claim_unseen(df)
-    assert claim.passed == [False, True] and claim.verdict == "partly"
-
-
-def test_claims_table_without_results_is_not_measured():
-    table = claims_table()
-    assert len(table) == 7 and set(table["verdict"]) == {"not measured"}
 
 
 def test_figure2_image_rule():

@@ -14,8 +14,6 @@ from torch import nn
 from lvwlib.backbones import split as bb
 from lvwlib.core.config import BackboneConfig
 
-torch.set_num_threads(1)
-
 
 def _cfg(name: str, weights: str = "none", tail: str = "head") -> BackboneConfig:
     return BackboneConfig(name=name, weights=weights, tail=tail)

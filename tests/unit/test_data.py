@@ -23,8 +23,6 @@ from lvwlib.core.config import DataConfig
 from lvwlib.data import manifest
 from lvwlib.store.paths import cache_root, data_root, project_root
 
-torch.set_num_threads(1)
-
 SHARED_FLOWERS17 = Path("/work/shared/datasets/flowers17")
 
 

@@ -21,8 +21,6 @@ from lvwlib.methods.protopshare import (
     protopshare,
 )
 
-torch.set_num_threads(1)
-
 INF = float("inf")
 
 

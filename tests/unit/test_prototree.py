@@ -10,8 +10,6 @@ from torch import nn
 
 from lvwlib.methods.prototree.tree import ProtoTree, ProtoTreeConfig, log1mexp, train_prototree
 
-torch.set_num_threads(1)
-
 # Numbering (pre-order) of a depth-2 tree:
 #   internal nodes: 0 = root, 1 = its left child, 2 = its right child
 #   leaves:         0 = LL, 1 = LR (below node 1), 2 = RL, 3 = RR (below node 2)

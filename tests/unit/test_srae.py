@@ -23,9 +23,6 @@ from lvwlib.methods.srae.model import (
     train_srae,
 )
 
-torch.set_num_threads(1)
-
-
 # ----------------------------------------------------------------------------- loss terms
 
 

@@ -35,7 +35,7 @@ PACKAGE = "lvwlib"
 
 # ast.parse of a file, by the sha256 of its bytes: a key is computed often (the explorer checks
 # every method of every seed), and an edited file has other bytes, so it is parsed again.
-_PARSED: dict[str, set[str]] = {}
+_PARSED: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
 
 
 def code_root() -> Path:
@@ -64,16 +64,16 @@ def module_file(name: str, root: Path) -> Path | None:
     return Path(origin) if origin and origin.endswith(".py") else None
 
 
-def _imported(name: str, path: Path, source: bytes, packages: set[str]) -> set[str]:
-    """Modules of ``packages`` that the source of module ``name`` imports."""
+def _imports(name: str, path: Path, source: bytes) -> list[tuple[str, tuple[str, ...]]]:
+    """What the source of module ``name`` imports: (module, names taken from it) per statement."""
     digest = hashlib.sha256(name.encode() + b"\0" + source).hexdigest()
     if digest not in _PARSED:
         tree = ast.parse(source, filename=str(path))
         is_package = path.name == "__init__.py"
-        found: set[str] = set()
+        found: list[tuple[str, tuple[str, ...]]] = []
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
+                found.extend((alias.name, ()) for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     # from .x import y inside a.b.c -> a.b.x; inside a package's __init__, from a.b
@@ -82,11 +82,24 @@ def _imported(name: str, path: Path, source: bytes, packages: set[str]) -> set[s
                     module = ".".join([*parts, node.module] if node.module else parts)
                 else:
                     module = node.module or ""
-                found.add(module)
-                # `from pkg import sub` may name a submodule
-                found.update(f"{module}.{alias.name}" for alias in node.names)
+                found.append((module, tuple(alias.name for alias in node.names)))
         _PARSED[digest] = found
-    return {m for m in _PARSED[digest] if m.split(".")[0] in packages}
+    return _PARSED[digest]
+
+
+def _imported(name: str, path: Path, packages: set[str], root: Path) -> set[str]:
+    """Modules of ``packages`` that module ``name`` imports.
+
+    ``from pkg import sub`` counts as importing the submodule ``pkg.sub`` (not the package's
+    ``__init__``) when ``sub`` is a module, and ``pkg`` otherwise (as the layer test reads imports).
+    """
+    found: set[str] = set()
+    for module, taken in _imports(name, path, path.read_bytes()):
+        if module.split(".")[0] not in packages:
+            continue
+        subs = {f"{module}.{n}" for n in taken if module_file(f"{module}.{n}", root) is not None}
+        found.update(subs or {module})
+    return found
 
 
 def module_closure(*names: str, root: Path | None = None) -> dict[str, Path]:
@@ -105,7 +118,7 @@ def module_closure(*names: str, root: Path | None = None) -> dict[str, Path]:
                 raise ModuleNotFoundError(f"no source file for module {name!r} under {root}")
             continue  # `from pkg import function`: not a module
         seen[name] = path
-        todo.extend(_imported(name, path, path.read_bytes(), packages) - set(seen))
+        todo.extend(_imported(name, path, packages, root) - set(seen))
     return seen
 
 

@@ -11,14 +11,10 @@ from PIL import Image
 
 from lvwlib.core.config import load_params
 from lvwlib.core.metrics import mask_iou, quantile_mask
-from lvwlib.experiment.pipeline import (
-    METHODS,
-    base_for_seed,
-    experiment_from_params,
-    prepare,
-    resolve,
-    run_method,
-)
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.stages import base_for_seed, prepare, run_method
+from lvwlib.methods import registry
+from lvwlib.store.paths import resolve
 from lvwlib.ui.explorer import iou_of
 from lvwlib.ui.widgets import Explorer
 
@@ -32,7 +28,7 @@ def params(tmp_path_factory):
     exp = experiment_from_params(params)
     prep = prepare(exp, progress=False)
     base = base_for_seed(prep, 0, progress=False)
-    for method in METHODS:
+    for method in registry.names():
         if method != "srae":  # left untrained: its empty state is tested below
             run_method(prep, base, method, 0, progress=False)
     return params
@@ -103,7 +99,7 @@ def test_word_drill_down(app):
     assert f"word {words[1]}" in app.word_text.value
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "srae"])
+@pytest.mark.parametrize("method", [m for m in registry.names() if m != "srae"])
 def test_every_trained_method_shows(app, method):
     app.method.value = method
     assert app.view is not None and 0.0 <= app.view["iou"] <= 1.0

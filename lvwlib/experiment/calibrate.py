@@ -34,6 +34,7 @@ from lvwlib.methods import registry
 from lvwlib.store.paths import resolve
 from lvwlib.store.records import RunRecord, write_table
 
+
 def variant_params(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``params`` with a variant's overrides merged in (nested sections merge key by key)."""
     return deep_merge(copy.deepcopy(params), overrides or {})

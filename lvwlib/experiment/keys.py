@@ -13,8 +13,8 @@ which follows that code's imports). Each recipe builds on the one before it::
 
 So an edit of a method's module changes that method's keys only; an edit of the
 prototype networks' losses changes LVW, LVW w/o alignment, ProtoPNet and ProtoPShare
-(through its need) only; an edit of the evaluation re-evaluates every result without
-retraining any model. The trained model (``trained/``) and the resumable checkpoint
+only; an edit of the evaluation changes every result's key and no model's key (the
+checkpoints of resumable training stay valid). The trained model (``trained/``) and the resumable checkpoint
 (``models/``) of a method share its method key, so a model and its Table 1 row always
 come from the same config, whichever process (runner, torchrun) trained them.
 """

@@ -95,7 +95,7 @@ class CellOutcome:
 class RunReport:
     """Every cell's outcome (None: skipped because a cell it needs failed) and the wall time."""
 
-    outcomes: dict[Cell, CellOutcome | None]
+    outcomes: dict[Cell, CellOutcome | None]  # in plan order
     wall_s: float
 
     @property
@@ -426,7 +426,7 @@ def run_cells(
                     finish(cell, outcome, f"{outcome.seconds:.1f} s" + (f" ({described})" if described else ""))
     finally:
         eng.close()
-    report = RunReport(outcomes, time.perf_counter() - start)
+    report = RunReport({cell: outcomes[cell] for cell in deps}, time.perf_counter() - start)  # plan order
     status = "ok" if report.ok else f"{len(report.failed)} cells failed or skipped"
     log(f"{total} cells in {report.wall_s:.1f} s wall: {status}")
     return report

@@ -102,7 +102,7 @@ class RunConfig:
     device: str = "auto"  # torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...
     amp: Literal["none", "bf16", "fp16"] = "none"  # autocast of forward passes on CUDA (ignored on the CPU)
     num_workers: NonNegative = 1  # DataLoader workers decoding images for the trunk (1: decoding overlaps the trunk on 2 cores)
-    streaming: Literal["auto", "on", "off"] = "auto"  # lvwlib.experiment.launch: stream images, no feature cache: auto (when tail: all) | on | off
+    streaming: Literal["auto", "on", "off"] = "auto"  # stream images through the backbone, no feature cache (methods that stream only): auto (when tail: all) | on | off
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class Experiment:
     run: RunConfig = field(default_factory=RunConfig)
     configs: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)  # every Table 1 cell is run once per seed
-    methods: tuple[str, ...] = ()  # rows of Table 1 to run (registered method names)
+    methods: tuple[str, ...] = field(default_factory=registry.names)  # rows of Table 1 to run (registered names)
 
     @property
     def dataset(self) -> str:

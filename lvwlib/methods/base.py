@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from lvwlib.core.base_model import BaseModel
+from lvwlib.core.config import RunConfig
 from lvwlib.core.gradcam import gradcam_maps
 from lvwlib.methods.registry import Explanation, FitContext, Fitted, Method, register
 
 
-def settings(run: Any, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """Nothing of its own: the base model's config is in every method's key already."""
     return {}
 

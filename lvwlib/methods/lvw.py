@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from lvwlib.core.config import LVWConfig
+from lvwlib.core.config import LVWConfig, RunConfig
 from lvwlib.core.model import PrototypeNet
 from lvwlib.core.seeding import seed_everything
 from lvwlib.core.train import train_prototype_net
@@ -33,15 +33,15 @@ from lvwlib.methods.registry import FitContext, Fitted, Method, register
 PROTOPNET_DEFAULTS = {"words_per_class": 10, "class_specific": True, "separation": -0.08, "beta_align": 0.0}
 
 
-def lvw_settings(run: Any, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def lvw_settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {"lvw": dataclasses.replace(run.lvw, seed=seed)}
 
 
-def noalign_settings(run: Any, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def noalign_settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {"lvw": dataclasses.replace(run.lvw, seed=seed, beta_align=0.0)}
 
 
-def protopnet_settings(run: Any, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def protopnet_settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     overrides = dict(sections.get("protopnet") or {})
     cfg = dataclasses.replace(run.lvw, seed=seed)
     return {"lvw": dataclasses.replace(cfg, **{**PROTOPNET_DEFAULTS, **overrides, "class_specific": True})}

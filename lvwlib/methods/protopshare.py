@@ -60,7 +60,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lvwlib.core.config import LVWConfig
+from lvwlib.core.config import LVWConfig, RunConfig
 from lvwlib.core.devices import Runtime, model_runtime
 from lvwlib.core.model import PrototypeNet
 from lvwlib.core.push import PushRecord, push_words
@@ -354,7 +354,7 @@ def protopshare(
 # ----------------------------------------------------------------------------- the Table 1 row
 
 
-def settings(run: Any, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The merge schedule (``protopshare:`` section); the ProtoPNet it starts from is keyed as a need."""
     return {"protopshare": dataclasses.replace(sections["protopshare"], seed=seed)}
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lvwlib.core.config import RunConfig
 from lvwlib.core.devices import Runtime
 
 # logits [B, C], maps [B, m', h, w], word ids [B, m'] (None for a method without words)
@@ -44,7 +45,10 @@ class Fitted:
 
     module: nn.Module  # the trained model, in eval mode
     extra: dict[str, Any] = field(default_factory=dict)  # fields of the method's result row (history, summary, ...)
-    words: list[dict[str, int]] | None = None  # per word, the training patch it was pushed onto: {image, row, col}
+    # per word, the training patch it was pushed onto, {image, row, col} (plain ints; a stored model
+    # gives them back as lvwlib.core.push.WordSource, which this module does not import: it would
+    # put the prototype network's code into every method's fingerprint); None: no words
+    words: list[dict[str, int]] | None = None
     # How the Table 1 evaluation explains, when not by explain(module, x, m): the base row
     # explains with its cached Grad-CAM maps, looked up by image index and split.
     evaluate: EvaluationFn | None = None
@@ -123,7 +127,7 @@ class Method:
     name: str
     label: str
     code: tuple[str, ...]
-    settings: Callable[[Any, Mapping[str, Any], int], dict[str, Any]]
+    settings: Callable[[RunConfig, Mapping[str, Any], int], dict[str, Any]]
     fit: Callable[[FitContext], Fitted]
     build_args: Callable[[nn.Module], dict[str, Any]]
     rebuild: Callable[[dict[str, Any], nn.Module, int, int], nn.Module]

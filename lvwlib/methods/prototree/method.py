@@ -14,11 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from lvwlib.core.config import RunConfig
 from lvwlib.methods.prototree.tree import ProtoTree, ProtoTreeConfig, train_prototree
 from lvwlib.methods.registry import Explanation, FitContext, Fitted, Method, register
 
 
-def settings(run: Any, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {"prototree": dataclasses.replace(sections["prototree"], seed=seed), "tail_init": run.lvw.tail_init}
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lvwlib.core.base_model import BaseModel
-from lvwlib.core.config import from_dict, to_dict
+from lvwlib.core.config import RunConfig, from_dict, to_dict
 from lvwlib.methods.registry import Explanation, FitContext, Fitted, Method, register
 from lvwlib.methods.srae.model import (
     SRAE,
@@ -28,7 +28,7 @@ from lvwlib.methods.srae.model import (
 )
 
 
-def settings(run: Any, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {"srae": dataclasses.replace(sections["srae"], seed=seed)}
 
 

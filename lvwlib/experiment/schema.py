@@ -207,7 +207,7 @@ def load_checked_params(path: str | Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lvwlib.experiment.schema FILE...``: check params files, print OK or the error."""
+    """``python -m lvwlib schema FILE...``: check params files, print OK or the error."""
     import sys
 
     paths = argv if argv is not None else sys.argv[1:]

@@ -9,8 +9,8 @@ the first five and the cache's entry count and newest mtime, plus the size of ev
 file under ``results/`` it vouches for. When all match, the notebooks are skipped;
 ``make reproduce FORCE=1`` reruns them anyway.
 
-    python -m lvwlib.experiment.uptodate check results --params params/default.yaml --extra "imagenette ..."
-    python -m lvwlib.experiment.uptodate write results --params params/default.yaml --extra "imagenette ..."
+    python -m lvwlib uptodate check results --params params/default.yaml --extra "imagenette ..."
+    python -m lvwlib uptodate write results --params params/default.yaml --extra "imagenette ..."
 
 ``check`` exits 0 (and says so) when up to date, 1 otherwise with the reason. ``write``
 runs only after every notebook succeeded, so a killed run never leaves a stamp.
@@ -91,7 +91,7 @@ def stale_reason(results: Path, params_file: Path, extra: str, root: Path) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lvwlib uptodate", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["check", "write"])
     parser.add_argument("results", help="the results folder")
     parser.add_argument("--params", required=True, help="the params yaml of the run")

@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     """``clean FOLDER...``: delete temporaries of killed writers under each folder."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] != "clean":
-        print("usage: python -m lvwlib.store.records clean FOLDER...", file=sys.stderr)
+        print("usage: python -m lvwlib records clean FOLDER...", file=sys.stderr)
         return 2
     for folder in args[1:]:
         for tmp in remove_stale_temporaries(folder):

@@ -10,7 +10,7 @@ RESULTS ?= results
 SHARED ?= ../shared/datasets
 KERNEL := lvw
 PYTEST_ARGS ?=
-# Table 1 cells run in parallel before the notebooks (lvwlib.experiment.cells): WORKERS processes x THREADS
+# Table 1 cells run in parallel before the notebooks (python -m lvwlib run): WORKERS processes x THREADS
 # torch threads each, on EXECUTOR (local | submitit-local | slurm). WORKERS defaults to the cores.
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 THREADS ?= 1
@@ -60,7 +60,7 @@ venv: $(STAMP)
 
 data:
 	@mkdir -p data
-	@for name in imagenette imagewoof flowers17; do \
+	@for name in imagenette imagewoof flowers17 flowers102 food101_10 animals22; do \
 	  if [ -e data/$$name ]; then echo "data/$$name exists"; \
 	  elif [ -d $(SHARED)/$$name ]; then ln -s "$$(cd $(SHARED)/$$name && pwd)" data/$$name && echo "linked data/$$name"; \
 	  else echo "no $(SHARED)/$$name: place the class folders at data/$$name or set LVW_DATA"; fi; \
@@ -120,11 +120,11 @@ quote = '$(subst ','\'',$(1))'
 # them anyway). DATASETS is one string: the whole of it when it is an existing folder
 # (DATASETS="/home/me/My Photos/food"), else comma-separated items when it holds a comma,
 # else whitespace-separated names. A folder's outputs are named by
-# `python -m lvwlib.experiment.names name` (<base name>-<hash>) and stay under RESULTS.
+# `python -m lvwlib names name` (<base name>-<hash>) and stay under RESULTS.
 # The analyses' datasets (k sweep, word gallery, unseen classes) are the params' analyses:
 # section; each is skipped, with a message, when its dataset is not among DATASETS.
 FORCE ?= 0
-REPRODUCE = $(BIN)/python -m lvwlib.experiment.reproduce --params $(call quote,$(PARAMS)) \
+REPRODUCE = $(BIN)/python -m lvwlib reproduce --params $(call quote,$(PARAMS)) \
   --datasets $(call quote,$(DATASETS)) --results $(call quote,$(RESULTS))
 CELL_FLAGS = --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)
 reproduce: $(STAMP) data
@@ -148,10 +148,10 @@ report: $(STAMP)
 # cell by cell, with whether each mean lies within the committed spread over seeds.
 REFERENCE ?= results
 compare: $(STAMP)
-	$(BIN)/python -m lvwlib.paper.compare $(call quote,$(RESULTS)) --reference $(call quote,$(REFERENCE))
+	$(BIN)/python -m lvwlib compare $(call quote,$(RESULTS)) --reference $(call quote,$(REFERENCE))
 
 check-params: $(STAMP)
-	$(BIN)/python -m lvwlib.experiment.schema $(call quote,$(PARAMS))
+	$(BIN)/python -m lvwlib schema $(call quote,$(PARAMS))
 
 clean-cache:
 	rm -rf cache

@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lvwlib.core.config import load_params
-from lvwlib.experiment.cells import Cell, CellsConfig, run_cells
+from lvwlib.core.config import CellsConfig, load_params
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.runner import Cell, run_cells
 from lvwlib.store.paths import resolve
 
 
@@ -46,7 +47,8 @@ def time_layout(args: argparse.Namespace, warm: Path, cache: Path, layout: str) 
     load = os.getloadavg()[0]
     log = io.StringIO()
     start = time.perf_counter()
-    report = run_cells(params, [args.dataset], CellsConfig(workers=workers, threads=threads), out=log)
+    report = run_cells(experiment_from_params(params, args.dataset), CellsConfig(workers=workers, threads=threads),
+                       out=log)
     wall = time.perf_counter() - start
     if not report.ok:
         raise SystemExit(f"{layout} failed:\n{log.getvalue()}")
@@ -78,8 +80,8 @@ def main() -> None:
         warm = args.warm or Path(tmp) / "warm"
         # untimed: features and base models (+ Grad-CAM) of every seed, shared by all layouts
         log = io.StringIO()
-        report = run_cells({**small_params(args, warm), "methods": ["base"]}, [args.dataset],
-                           CellsConfig(workers=2, threads=1), out=log)
+        warm_exp = experiment_from_params({**small_params(args, warm), "methods": ["base"]}, args.dataset)
+        report = run_cells(warm_exp, CellsConfig(workers=2, threads=1), out=log)
         if not report.ok:
             raise SystemExit(f"warm-up failed:\n{log.getvalue()}")
         out: dict = {"config": {**vars(args), "warm": str(args.warm)}, "runs": []}

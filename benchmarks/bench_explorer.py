@@ -16,7 +16,7 @@ import time
 
 import matplotlib
 
-from lvwlib.experiment.pipeline import METHODS
+from lvwlib.methods import registry
 from lvwlib.ui.widgets import Explorer
 
 matplotlib.use("Agg")
@@ -35,7 +35,7 @@ def main(params_file: str = "params/quick.yaml") -> int:
     def record(kind: str) -> None:
         times.setdefault(kind, []).append(app.seconds)
 
-    trained = [m for m in METHODS if app.session.model(m) is not None]
+    trained = [m for m in registry.names() if app.session.model(m) is not None]
     for method in trained:  # first use: load from disk
         app.method.value = method
         record("load (first use of a method)")

@@ -9,7 +9,7 @@
    (``backbone.runtime``) and each ``num_workers``; the ratio to eager with the same
    workers; max abs difference of the trunk outputs (float32) between the runtimes.
 2. LVW alignment loss compared at ``align_size`` 56 vs 224 px: two small LVW models
-   trained with :mod:`lvwlib.experiment.pipeline` on a small real subset (``params/default.yaml``
+   trained with :mod:`lvwlib.experiment.stages` on a small real subset (``params/default.yaml``
    otherwise): seconds per joint epoch, test accuracy and IoU coverage, and their
    differences.
 3. Grad-CAM of the base model on random features of the real shapes.
@@ -24,6 +24,7 @@ runs on it: user CPU time per image is less sensitive to other processes than im
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import resource
@@ -136,9 +137,11 @@ def bench_trunk(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def bench_lvw(args: argparse.Namespace, cache_dir: Path) -> list[dict[str, Any]]:
     from lvwlib.core.config import replace
-    from lvwlib.experiment import pipeline
+    from lvwlib.experiment import stages
+    from lvwlib.experiment.config import experiment_from_params
+    from lvwlib.methods.lvw import build_network
 
-    exp = pipeline.experiment_from_params(load_params(ROOT / "params" / "default.yaml"), "imagenette")
+    exp = experiment_from_params(load_params(ROOT / "params" / "default.yaml"), "imagenette")
     run = replace(
         exp.run,
         data={"root": args.data_root, "max_per_class": args.lvw_train_per_class,
@@ -147,8 +150,8 @@ def bench_lvw(args: argparse.Namespace, cache_dir: Path) -> list[dict[str, Any]]
         num_workers=args.workers[-1],
     )
     exp = dataclasses.replace(exp, run=run, seeds=(0,))
-    prep = pipeline.prepare(exp, progress=False)
-    base = pipeline.base_for_seed(prep, 0, progress=False)
+    prep = stages.prepare(exp, progress=False)
+    base = stages.base_for_seed(prep, 0, progress=False)
     m = exp.run.eval.top_m
 
     epoch_seconds: list[tuple[float, float]] = []  # (wall, user CPU) of each joint epoch
@@ -170,11 +173,12 @@ def bench_lvw(args: argparse.Namespace, cache_dir: Path) -> list[dict[str, Any]]
             )
             epoch_seconds.clear()
             seed_everything(0)
-            model = pipeline.build_prototype_net(prep, base, cfg)
+            tail = base.model.tail if cfg.tail_init == "base" else prep.backbone.tail
+            model = build_network(copy.deepcopy(tail), prep.backbone.feature_channels, prep.num_classes, cfg)
             lvw_train.train_prototype_net(
                 model, prep.train_feats, prep.train_labels, base.train_cams, cfg, progress=False
             )
-            result = pipeline.evaluate(lambda x, index, model=model: model.explain(x, m), prep, base)
+            result = stages.evaluate(lambda x, index, split, model=model: model.explain(x, m), prep, base)
             rows.append({
                 "align_size": align,
                 "s / joint epoch": sum(w for w, _ in epoch_seconds) / len(epoch_seconds),

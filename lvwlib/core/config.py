@@ -8,6 +8,7 @@ checkpoint. Caches are keyed by the subset of fields their content depends on
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -101,7 +102,7 @@ class RunConfig:
     device: str = "auto"  # torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...
     amp: Literal["none", "bf16", "fp16"] = "none"  # autocast of forward passes on CUDA (ignored on the CPU)
     num_workers: NonNegative = 1  # DataLoader workers decoding images for the trunk (1: decoding overlaps the trunk on 2 cores)
-    streaming: Literal["auto", "on", "off"] = "auto"  # lvwlib.experiment.launch: stream images, no feature cache: auto (when tail: all) | on | off
+    streaming: Literal["auto", "on", "off"] = "auto"  # stream images through the backbone, no feature cache (methods that stream only): auto (when tail: all) | on | off
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,49 @@ class AnalysesConfig:
     words_dataset: str = "imagenette"  # Figure 4 and the word gallery (STL10 stand-in)
     unseen_dataset: str = "imagewoof"  # Figure 5: classes held out of training
     unseen_classes: tuple[str, ...] = ("n02089973", "n02096294")  # English foxhound, Australian terrier
+
+
+# How the cells of a run are executed (lvwlib.experiment.runner); every engine runs the same cells.
+EXECUTORS = ("inline", "local", "submitit-local", "slurm", "torchrun")
+
+
+@dataclass(frozen=True)
+class CellsConfig:
+    """How cells are run; the params yaml's ``cells:`` section, overridden by command-line flags.
+
+    None of these fields enters a cache key: the engine never changes a result.
+    """
+
+    executor: str = "local"  # inline (this process) | local (process pool) | submitit-local | slurm | torchrun
+    workers: int = 0  # cells running at once; 0 = this machine's cores // threads
+    threads: int = 1  # torch threads per cell process (2x1 beat 1x2 on 2 cores: benchmarks/bench_cells.py)
+    folder: str = "logs/cells"  # submitit / torchrun job folder (pickled cells, per-job logs)
+    poll_s: float = 1.0  # seconds between polls of submitit and torchrun jobs
+    timeout_min: int = 240  # submitit / Slurm time limit of one cell
+    partition: str | None = None  # Slurm partition (None: the cluster's default)
+    gpus_per_node: int = 0  # Slurm GPUs per cell (the pipeline itself runs on CPU)
+    cpus_per_task: int = 0  # Slurm CPUs per cell; 0 = threads
+    mem_gb: float | None = None  # Slurm memory per cell (None: the cluster's default)
+    slurm_additional: dict[str, Any] = field(default_factory=dict)  # verbatim sbatch options, e.g. {account: x, qos: y}
+    nproc_per_node: int = 1  # torchrun: processes (one per GPU) of a cell whose method trains under DDP
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"cells.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.workers < 0 or self.threads < 1:
+            raise ValueError(f"cells.workers must be >= 0 and cells.threads >= 1, got {self.workers}, {self.threads}")
+        if self.nproc_per_node < 1:
+            raise ValueError(f"cells.nproc_per_node must be >= 1, got {self.nproc_per_node}")
+
+    @property
+    def max_workers(self) -> int:
+        """Cells at once: 1 inline; else ``workers``, or the usable cores divided by ``threads`` when 0."""
+        if self.executor == "inline":
+            return 1
+        if self.workers:
+            return self.workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // self.threads)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -33,16 +33,16 @@ class PushRecord:
     All tensors are [M].
     """
 
-    image: torch.Tensor  # long, index of the source training image
-    flip: torch.Tensor  # long, 0: original orientation (push uses the unaugmented set)
+    image: torch.Tensor  # long, index of the source training image (push scans the unflipped images only)
     row: torch.Tensor  # long, patch row in the h x w latent grid
     col: torch.Tensor  # long, patch column
     distance: torch.Tensor  # float, squared distance before projection
 
     def as_rows(self) -> list[dict[str, float]]:
+        """One plain dict per word: word, image, row, col, distance (what results and checkpoints store)."""
         return [
-            {"word": j, "image": int(self.image[j]), "flip": int(self.flip[j]),
-             "row": int(self.row[j]), "col": int(self.col[j]), "distance": float(self.distance[j])}
+            {"word": j, "image": int(self.image[j]), "row": int(self.row[j]), "col": int(self.col[j]),
+             "distance": float(self.distance[j])}
             for j in range(len(self.image))
         ]
 
@@ -121,7 +121,6 @@ def push_words(
     model.words.data.copy_(best_vec)
     return PushRecord(
         image=best_image.cpu(),
-        flip=torch.zeros(num_words, dtype=torch.long),
         row=(best_pos // width).cpu(),
         col=(best_pos % width).cpu(),
         distance=best_dist.cpu(),

@@ -340,7 +340,6 @@ def load_record_rows(state: TrainState) -> PushRecord | None:
     rows = state.pushes[-1]
     return PushRecord(
         image=torch.tensor([r["image"] for r in rows]),
-        flip=torch.tensor([r["flip"] for r in rows]),
         row=torch.tensor([r["row"] for r in rows]),
         col=torch.tensor([r["col"] for r in rows]),
         distance=torch.tensor([r["distance"] for r in rows]),

@@ -1,43 +1,43 @@
 """Calibration of the defaults on the VALIDATION split (never the test set).
 
 A calibration file (``params/calibration.yaml``) names variants: each a set of
-overrides of a params file. For every (dataset, variant, seed) this trains (or
-loads from the cache) the named methods through :mod:`lvwlib.experiment.pipeline` and
-reads their validation accuracy and IoU, beside the base model's validation
-accuracy. Test numbers are not looked at here; :func:`calibration_table`
+overrides of a params file. Every (dataset, variant) is one experiment of the
+runner's plan (:mod:`lvwlib.experiment.runner`): it trains (or loads from the
+cache) the named methods and the base row for every seed, with any executor,
+and this module reads their validation accuracy and IoU, beside the base model's
+validation accuracy. Test numbers are not looked at here; :func:`calibration_table`
 does not even carry them.
 
-    python -m lvwlib.experiment.calibrate --params params/default.yaml \\
+    python -m lvwlib calibrate --params params/default.yaml \\
         --variants params/calibration.yaml --datasets imagenette flowers17 --out results/calibration
+
+``--curve METHOD --curve-epochs N`` instead records a method's validation accuracy
+against training epochs (methods with a :attr:`~lvwlib.methods.registry.Method.curve`:
+ProtoTree), to choose its number of epochs.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import sys
-import time
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lvwlib.core.config import load_params
-from lvwlib.experiment.pipeline import (
-    _deep_merge,
-    base_for_seed,
-    experiment_from_params,
-    prepare,
-    resolve,
-    run_method,
-)
-from lvwlib.paper.tables import write_table
-from lvwlib.store.records import RunRecord
+from lvwlib.core.config import CellsConfig, load_params
+from lvwlib.experiment.config import deep_merge, experiment_from_params
+from lvwlib.experiment.runner import Cell, add_executor_flags, executor_config, run_cells
+from lvwlib.experiment.stages import base_for_seed, fit_context, prepare
+from lvwlib.methods import registry
+from lvwlib.store.paths import resolve
+from lvwlib.store.records import RunRecord, write_table
 
 
 def variant_params(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``params`` with a variant's overrides merged in (nested sections merge key by key)."""
-    return _deep_merge(copy.deepcopy(params), overrides or {})
+    return deep_merge(copy.deepcopy(params), overrides or {})
 
 
 def calibrate(
@@ -45,8 +45,8 @@ def calibrate(
     variants: dict[str, dict[str, Any]],
     datasets: list[str],
     seeds: list[int],
-    methods: tuple[str, ...] = ("lvw",),
-    progress: bool = False,
+    methods: tuple[str, ...],
+    cfg: CellsConfig | None = None,
     log=print,
 ) -> pd.DataFrame:
     """One row per (dataset, variant, method, seed): validation accuracy and IoU, base val accuracy.
@@ -54,74 +54,82 @@ def calibrate(
     Returns:
         columns dataset, variant, method, seed, val_accuracy, val_iou, base_val_accuracy, gap
         (val_accuracy - base_val_accuracy, in accuracy units), wall_s.
+    ``cfg``: how the runner runs the cells (default: inline, in this process).
+
+    Raises:
+        RuntimeError: a cell failed (the runner printed its traceback).
     """
-    rows = []
+    cfg = cfg if cfg is not None else CellsConfig(executor="inline")
+    base = registry.reference()  # the base model's row: every method's gap is to its accuracy
+    experiments, names = {}, {}
     for dataset in datasets:
-        for name, overrides in variants.items():
-            exp = experiment_from_params(variant_params(params, overrides), dataset, source=f"variant {name}")
-            prep = prepare(exp, progress=progress)
-            if prep.val_feats is None:
+        for variant, overrides in variants.items():
+            values = {**variant_params(params, overrides), "seeds": list(seeds),
+                      "methods": list(dict.fromkeys([base, *methods]))}
+            exp = experiment_from_params(values, dataset, source=f"variant {variant}")
+            if exp.run.data.val_fraction <= 0:
                 raise ValueError(f"{dataset}: calibration needs a validation split (data.val_fraction > 0)")
-            for seed in seeds:
-                base = base_for_seed(prep, seed, progress=progress)
-                base_val = run_method(prep, base, "base", seed, progress=progress)["val"]["accuracy"]
-                for method in methods:
-                    start = time.perf_counter()
-                    result = run_method(prep, base, method, seed, progress=progress)
-                    wall = time.perf_counter() - start
-                    row = {
-                        "dataset": dataset, "variant": name, "method": method, "seed": seed,
-                        "val_accuracy": result["val"]["accuracy"], "val_iou": result["val"]["iou"],
-                        "base_val_accuracy": base_val,
-                        "gap": result["val"]["accuracy"] - base_val, "wall_s": round(wall, 1),
-                    }
-                    rows.append(row)
-                    log(
-                        f"{dataset} {name} {method} seed {seed}: val acc {row['val_accuracy']:.3f} "
-                        f"(base {base_val:.3f}, gap {100 * row['gap']:+.1f} pt), val IoU {row['val_iou']:.3f}, "
-                        f"{wall:.0f} s"
-                    )
+            name = f"{dataset}/{variant}"
+            experiments[name], names[name] = exp, (dataset, variant)
+    report = run_cells(experiments, cfg, out=_Lines(log))
+    if not report.ok:
+        raise RuntimeError(f"calibration: {len(report.failed)} cells failed or were skipped "
+                           f"({', '.join(c.name for c in report.failed)})")
+    outcomes = report.outcomes
+    rows = []
+    for name, (dataset, variant) in names.items():
+        for seed in seeds:
+            base_val = outcomes[Cell(name, "method", seed, base)].result["val"]["accuracy"]
+            for method in methods:
+                outcome = outcomes[Cell(name, "method", seed, method)]
+                val = outcome.result["val"]
+                row = {
+                    "dataset": dataset, "variant": variant, "method": method, "seed": seed,
+                    "val_accuracy": val["accuracy"], "val_iou": val["iou"], "base_val_accuracy": base_val,
+                    "gap": val["accuracy"] - base_val, "wall_s": round(outcome.seconds, 1),
+                }
+                rows.append(row)
+                log(
+                    f"{dataset} {variant} {method} seed {seed}: val acc {row['val_accuracy']:.3f} "
+                    f"(base {base_val:.3f}, gap {100 * row['gap']:+.1f} pt), val IoU {row['val_iou']:.3f}"
+                )
     return pd.DataFrame(rows)
 
 
-def prototree_curve(
-    params: dict[str, Any], dataset: str, seed: int, epochs: int, eval_every: int = 10, progress: bool = False,
+class _Lines:
+    """A text stream that hands each line to ``log`` (the runner's progress lines)."""
+
+    def __init__(self, log) -> None:
+        self.log, self.buffer = log, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            self.log(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def training_curve(
+    params: dict[str, Any], dataset: str, method: str, seed: int, epochs: int, eval_every: int = 10,
+    progress: bool = False,
 ) -> pd.DataFrame:
-    """Validation accuracy of ProtoTree against training epochs (one run, evaluated every N epochs).
+    """Validation accuracy of ``method`` against training epochs (one run, evaluated every ``eval_every``).
 
-    The accuracy is the soft tree's (all leaves, before pruning and projection), a
-    proxy for where training stops improving; Table 1 reports the pruned, projected
-    tree's greedy accuracy on test.
-    Returns: columns epoch, loss, train_acc_soft, val_acc_soft.
+    Returns: the method's curve rows (e.g. epoch, loss, train_acc_soft, val_acc_soft), with dataset and seed.
     """
-    import dataclasses
-
-    import torch
-
-    from lvwlib.experiment.pipeline import initial_tail
-    from lvwlib.methods.prototree.tree import train_prototree
-
+    spec = registry.get(method)
+    if spec.curve is None:
+        able = [n for n in registry.names() if registry.get(n).curve is not None]
+        raise ValueError(f"{spec.label} records no training curve; methods that do: {', '.join(able)}")
     exp = experiment_from_params(params, dataset)
     prep = prepare(exp, progress=progress)
     base = base_for_seed(prep, seed, progress=progress)
-    val_feats, val_labels = prep.split("val")
-
-    def val_accuracy(tree) -> dict[str, float]:
-        correct = 0
-        for start in range(0, len(val_labels), 128):
-            x = val_feats[start : start + 128, 0].float()
-            out, _ = tree.tree_output(tree.min_distances(x)[0])
-            correct += (out.argmax(1) == val_labels[start : start + 128]).sum().item()
-        return {"val_acc_soft": correct / len(val_labels)}
-
-    torch.manual_seed(seed)
-    cfg = dataclasses.replace(exp.prototree, epochs=epochs, seed=seed)
-    tree = train_prototree(
-        initial_tail(prep, base, exp.run.lvw.tail_init), prep.train_feats, prep.train_labels,
-        prep.num_classes, cfg, progress=progress, evaluate=val_accuracy, eval_every=eval_every,
-    )
-    history = pd.DataFrame(tree.summary["history"])
-    return history.dropna(subset=["val_acc_soft"]).assign(dataset=dataset, seed=seed)
+    rows = spec.curve(fit_context(prep, base, method, seed, progress), epochs, eval_every)
+    return pd.DataFrame(rows).assign(dataset=dataset, seed=seed)
 
 
 def calibration_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -134,57 +142,56 @@ def calibration_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m lvwlib calibrate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params/default.yaml")
     parser.add_argument("--variants", default="params/calibration.yaml")
     parser.add_argument("--datasets", nargs="+", default=["imagenette"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--methods", nargs="+", default=["lvw"])
+    parser.add_argument("--methods", nargs="+", help="methods to calibrate (default: the variants file's methods)")
     parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
     parser.add_argument("--out", default="results/calibration")
-    parser.add_argument(
-        "--prototree-curve", type=int, default=0, metavar="EPOCHS",
-        help="instead of the variants: ProtoTree's validation accuracy against epochs, up to EPOCHS",
-    )
+    parser.add_argument("--curve", metavar="METHOD",
+                        help="instead of the variants: METHOD's validation accuracy against epochs")
+    parser.add_argument("--curve-epochs", type=int, default=200, help="epochs of the --curve run")
+    add_executor_flags(parser)
     args = parser.parse_args(argv)
-    if args.prototree_curve:
-        params = load_params(resolve(args.params))
-        out = resolve(args.out)
-        with RunRecord(out, vars(args), name="run_prototree_curve.json"):
-            curve = pd.concat(
-                [prototree_curve(params, d, s, args.prototree_curve) for d in args.datasets for s in args.seeds]
-            )
-            md = "# ProtoTree: validation accuracy (soft tree) against epochs\n\n" + curve.to_markdown(
-                index=False, floatfmt=".3f") + "\n"
-            write_table(curve, md, out / "prototree_curve")
+    params = load_params(resolve(args.params))
+    out = resolve(args.out)
+    if args.curve:
+        with RunRecord(out, vars(args), name=f"run_{args.curve}_curve.json"):
+            curve = pd.concat([training_curve(params, d, args.curve, s, args.curve_epochs)
+                               for d in args.datasets for s in args.seeds])
+            md = (f"# {registry.label(args.curve)}: validation accuracy against epochs\n\n"
+                  + curve.to_markdown(index=False, floatfmt=".3f") + "\n")
+            write_table(curve, md, out / f"{args.curve}_curve")
         print(md)
         return 0
 
-    params = load_params(resolve(args.params))
     spec = load_params(resolve(args.variants))
     variants = spec.get("variants", {})
+    methods = args.methods or spec.get("methods")
+    if not methods:
+        raise SystemExit(f"no methods to calibrate: give --methods or a methods: list in {args.variants}")
     if args.only:
         unknown = sorted(set(args.only) - set(variants))
         if unknown:
             raise SystemExit(f"unknown variant(s) {unknown}; in {args.variants}: {', '.join(variants)}")
         variants = {k: v for k, v in variants.items() if k in args.only}
-    out = resolve(args.out)
-    config = {"params": args.params, "variants": variants, "datasets": args.datasets, "seeds": args.seeds}
+    cfg = executor_config(params, args)
+    if args.executor is None:
+        cfg = dataclasses.replace(cfg, executor="inline")  # the calibration's default: this process
+    config = {"params": args.params, "variants": variants, "datasets": args.datasets, "seeds": args.seeds,
+              "methods": methods}
     with RunRecord(out, config, name="run_calibration.json"):
-        rows = calibrate(
-            params, variants, args.datasets, args.seeds, tuple(args.methods),
-            log=lambda s: print(s, flush=True),
-        )
+        rows = calibrate(params, variants, args.datasets, args.seeds, tuple(methods), cfg,
+                         log=lambda s: print(s, flush=True))
         table = calibration_table(rows)
         stem = out / ("calibration_" + "_".join(args.datasets))
         md = (
-            "# Calibration on the validation split (mean over seeds; gap = LVW - base, accuracy)\n\n"
+            "# Calibration on the validation split (mean over seeds; gap = method - base, accuracy)\n\n"
             + table.to_markdown(index=False, floatfmt=".3f") + "\n"
         )
         write_table(rows, md, Path(stem))
     print(md)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

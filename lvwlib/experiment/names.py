@@ -10,8 +10,8 @@ and a path can never make results land inside the dataset.
 
 Command line (used by ``make reproduce``)::
 
-    python -m lvwlib.experiment.names name /path/to/folders   # prints e.g. folders-3fa2c1d0
-    python -m lvwlib.experiment.names abs ../folders          # prints /abs/path/folders
+    python -m lvwlib names name /path/to/folders   # prints e.g. folders-3fa2c1d0
+    python -m lvwlib names abs ../folders          # prints /abs/path/folders
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def absolute_dataset(dataset: str) -> str:
     return os.path.abspath(Path(text).expanduser())
 
 
-USAGE = """usage: python -m lvwlib.experiment.names name DATASET    safe results name of DATASET
-       python -m lvwlib.experiment.names abs DATASET     DATASET with a path made absolute
-       python -m lvwlib.experiment.names list DATASET... json list of absolute datasets (papermill -y)"""
+USAGE = """usage: python -m lvwlib names name DATASET    safe results name of DATASET
+       python -m lvwlib names abs DATASET     DATASET with a path made absolute
+       python -m lvwlib names list DATASET... json list of absolute datasets (papermill -y)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +86,3 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

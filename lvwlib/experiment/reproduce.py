@@ -1,12 +1,12 @@
 """``make reproduce`` in Python: the Table 1 cells, then every notebook, on datasets as users have them.
 
-    python -m lvwlib.experiment.reproduce --params params/tiny.yaml --datasets "/home/me/My Photos/food" \\
+    python -m lvwlib reproduce --params params/tiny.yaml --datasets "/home/me/My Photos/food" \\
         --results "/tmp/my results"
 
 Steps, in order (``--only`` runs some of them, without the up-to-date stamp):
 
 1. ``cells``: the params are checked, then every Table 1 cell runs in parallel
-   (``python -m lvwlib.experiment.cells``) and fills the cache;
+   (``python -m lvwlib run``, :mod:`lvwlib.experiment.runner`) and fills the cache;
 2. ``notebooks``: 01 and 02 on each dataset; 3. ``table1``: 03 on all of them;
 4. ``analyses``: 06 (Figure 2) on every dataset, 07-09 on the datasets named in the params'
    ``analyses:`` section (:class:`lvwlib.core.config.AnalysesConfig`), each skipped with a
@@ -56,7 +56,7 @@ from lvwlib.store.records import remove_stale_temporaries, write_json
 
 STEPS = ("cells", "notebooks", "table1", "analyses", "report")
 KERNEL = "lvw"  # the project's Jupyter kernel (installed by the Makefile's environment step)
-CELLS_COMMAND = (sys.executable, "-m", "lvwlib.experiment.cells")
+CELLS_COMMAND = (sys.executable, "-m", "lvwlib", "run")
 
 
 class ReproduceError(RuntimeError):
@@ -145,7 +145,7 @@ def run_notebook(run: Run, notebook: str, output_name: str, parameters: dict[str
 
 
 def run_cells(run: Run, workers: int | None, threads: int | None, executor: str | None) -> None:
-    """Every Table 1 cell (lvwlib.experiment.cells), in its own process; raises when one failed."""
+    """Every Table 1 cell (:mod:`lvwlib.experiment.runner`), in its own process; raises when one failed."""
     command = [*CELLS_COMMAND, "--params", str(run.params_file), "--datasets", *run.datasets]
     for flag, value in (("--workers", workers), ("--threads", threads), ("--executor", executor)):
         if value is not None:
@@ -261,7 +261,7 @@ def reproduce(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lvwlib.experiment.reproduce", description=__doc__.splitlines()[0],
+        prog="python -m lvwlib reproduce", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="DATASETS: the whole string when it is an existing folder, else comma-separated items "
                "when it holds a comma, else whitespace-separated names.",
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--analyses", type=int, choices=[0, 1], default=1, help="0: stop after Table 1")
     parser.add_argument("--force", action="store_true", help="run the notebooks even when results are up to date")
     parser.add_argument("--only", nargs="+", choices=STEPS, default=[], help="run these steps only (no stamp)")
-    parser.add_argument("--workers", type=int, help="cells at once (lvwlib.experiment.cells)")
+    parser.add_argument("--workers", type=int, help="cells at once (python -m lvwlib run)")
     parser.add_argument("--threads", type=int, help="torch threads per cell")
     parser.add_argument("--executor", help="local | submitit-local | slurm")
     parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel of the notebooks")
@@ -295,7 +295,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reproduce: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

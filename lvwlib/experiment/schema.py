@@ -2,9 +2,11 @@
 
 A params yaml (``params/*.yaml``) is a mapping of sections: the fields of
 :class:`~lvwlib.core.config.RunConfig` (``data``, ``backbone``, ``base``, ``lvw``,
-``eval``, ``cache_dir``, ...), the baselines' configs (``prototree``,
-``protopshare``, ``srae``), ``protopnet`` (LVWConfig overrides), ``seeds``,
-``methods`` and ``datasets`` (per-dataset overrides of any of these).
+``eval``, ``cache_dir``, ...), each registered method's section (its
+:attr:`~lvwlib.methods.registry.Method.config`: ``prototree``, ``protopshare``,
+``srae``, ``protopnet`` (LVWConfig overrides), ...), ``seeds``, ``methods`` (any
+registered method names), ``cells`` (how the runner runs, never a result),
+``analyses`` and ``datasets`` (per-dataset overrides of any of these).
 
 :func:`check_params` validates all of it against the config dataclasses with
 pydantic (``extra="forbid"``; lax mode, so ``1e-4`` read by yaml as a string is
@@ -27,57 +29,43 @@ from lvwlib.core.config import (
     AnalysesConfig,
     BackboneConfig,
     BaseConfig,
+    CellsConfig,
     DataConfig,
     EvalConfig,
     LVWConfig,
     RunConfig,
     load_params,
 )
-from lvwlib.methods.protopshare import ProtoPShareConfig
-from lvwlib.methods.prototree.tree import ProtoTreeConfig
-from lvwlib.methods.srae.model import SRAEConfig
-
-METHOD_NAMES = ("base", "protopnet", "prototree", "protopshare", "lvw_noalign", "lvw", "srae")
+from lvwlib.methods import registry
 
 
 class ConfigError(ValueError):
     """A params file (or dict) that does not match the schema; the message names file and key."""
 
 
-# Sections of a params file beside RunConfig's own fields: name -> dataclass (or plain type).
+# Sections of a params file beside RunConfig's own fields and the methods' sections.
 EXTRA_SECTIONS: dict[str, Any] = {
-    "prototree": ProtoTreeConfig,
-    "protopshare": ProtoPShareConfig,
-    "srae": SRAEConfig,
     "analyses": AnalysesConfig,  # settings of Figures 2-5 (never part of a cached result)
+    "cells": CellsConfig,  # how the runner runs cells (never part of a result)
 }
 
-
-def register_section(name: str, cls: Any) -> None:
-    """Let a module add its own params section (e.g. the cell runner's ``cells``)."""
-    EXTRA_SECTIONS[name] = cls
-
-
 _FORBID = ConfigDict(extra="forbid")
-for _cls in (DataConfig, BackboneConfig, BaseConfig, LVWConfig, EvalConfig, RunConfig,
-             ProtoTreeConfig, ProtoPShareConfig, SRAEConfig, AnalysesConfig):
+for _cls in (DataConfig, BackboneConfig, BaseConfig, LVWConfig, EvalConfig, RunConfig, AnalysesConfig, CellsConfig):
     _cls.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
 
 
 def _section_types() -> dict[str, Any]:
-    """Top-level key -> expected type (a dataclass, or a plain annotation)."""
+    """Top-level key -> expected type (a dataclass, or a plain annotation), registered methods included."""
     hints = get_type_hints(RunConfig, include_extras=True)
     types: dict[str, Any] = {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
     types.update(EXTRA_SECTIONS)
-    from lvwlib.experiment.cells import (
-        CellsConfig,  # late: lvwlib.experiment.cells imports the pipeline, which imports this
-    )
-
-    CellsConfig.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
-    types["cells"] = CellsConfig  # how cells run (never part of a result)
-    types["protopnet"] = LVWConfig  # partial: overrides of LVWConfig fields
+    for name in registry.names():
+        config = registry.get(name).config
+        if config is not None:
+            config.__pydantic_config__ = _FORBID  # unknown keys are errors in every section
+            types[name] = config  # a partial_config section gives some of its fields: all are optional
     types["seeds"] = list[int]
-    types["methods"] = list[Literal[METHOD_NAMES]]  # type: ignore[valid-type]
+    types["methods"] = list[Literal[registry.names()]]  # type: ignore[valid-type]
     return types
 
 
@@ -219,7 +207,7 @@ def load_checked_params(path: str | Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lvwlib.experiment.schema FILE...``: check params files, print OK or the error."""
+    """``python -m lvwlib schema FILE...``: check params files, print OK or the error."""
     import sys
 
     paths = argv if argv is not None else sys.argv[1:]
@@ -232,7 +220,3 @@ def main(argv: list[str] | None = None) -> int:
             print(err, file=sys.stderr)
             status = 2
     return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,8 +9,8 @@ the first five and the cache's entry count and newest mtime, plus the size of ev
 file under ``results/`` it vouches for. When all match, the notebooks are skipped;
 ``make reproduce FORCE=1`` reruns them anyway.
 
-    python -m lvwlib.experiment.uptodate check results --params params/default.yaml --extra "imagenette ..."
-    python -m lvwlib.experiment.uptodate write results --params params/default.yaml --extra "imagenette ..."
+    python -m lvwlib uptodate check results --params params/default.yaml --extra "imagenette ..."
+    python -m lvwlib uptodate write results --params params/default.yaml --extra "imagenette ..."
 
 ``check`` exits 0 (and says so) when up to date, 1 otherwise with the reason. ``write``
 runs only after every notebook succeeded, so a killed run never leaves a stamp.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,7 @@ def stale_reason(results: Path, params_file: Path, extra: str, root: Path) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lvwlib uptodate", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["check", "write"])
     parser.add_argument("results", help="the results folder")
     parser.add_argument("--params", required=True, help="the params yaml of the run")
@@ -111,7 +110,3 @@ def main(argv: list[str] | None = None) -> int:
     stamp = {**current_stamp(params_file, args.extra, root), "results": result_sizes(results)}
     write_json(results / STAMP_NAME, stamp)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

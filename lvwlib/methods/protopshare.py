@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +60,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lvwlib.core.config import LVWConfig
+from lvwlib.core.config import LVWConfig, RunConfig
 from lvwlib.core.devices import Runtime, model_runtime
 from lvwlib.core.model import PrototypeNet
 from lvwlib.core.push import PushRecord, push_words
 from lvwlib.core.train import train_last_layer
+from lvwlib.methods import protonet
+from lvwlib.methods.registry import FitContext, Fitted, Method, register
 
 
 @dataclass(frozen=True)
@@ -347,3 +349,41 @@ def protopshare(
         "push": record.as_rows() if record is not None else None,
         "config": dataclasses.asdict(cfg),
     }
+
+
+# ----------------------------------------------------------------------------- the Table 1 row
+
+
+def settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The merge schedule (``protopshare:`` section); the ProtoPNet it starts from is keyed as a need."""
+    return {"protopshare": dataclasses.replace(sections["protopshare"], seed=seed)}
+
+
+def fit(ctx: FitContext) -> Fitted:
+    """Merge-prune the trained ProtoPNet of this seed (its ``fit`` ran first, as a need)."""
+    pnet = ctx.needed["protopnet"]
+    feats, labels = ctx.data("train")
+    shared = protopshare(
+        pnet.fitted.module, feats, labels, ctx.settings["protopshare"], pnet.settings["lvw"],
+        progress=ctx.progress, runtime=ctx.runtime,
+    )
+    model = shared["model"]
+    extra = {"summary": {k: v for k, v in shared.items() if k != "model"}, "num_words": model.num_words}
+    return Fitted(model, extra, words=protonet.word_sources(shared["push"]))
+
+
+METHOD = register(Method(
+    name="protopshare",
+    label="ProtoPShare",
+    code=("lvwlib.methods.protopshare",),
+    settings=settings,
+    fit=fit,
+    build_args=protonet.build_args,
+    rebuild=protonet.rebuild,
+    explain=protonet.explain,
+    config=ProtoPShareConfig,
+    needs=("protopnet",),
+    word_maps=protonet.word_maps,
+    word_weights=protonet.word_weights,
+    order=3,
+))

@@ -29,15 +29,11 @@ from lvwlib.core.gradcam import gradcam_maps
 from lvwlib.core.maps import upsample_map
 from lvwlib.core.metrics import iou_coverage, iou_sweep
 from lvwlib.core.push import WordSource
-from lvwlib.experiment.artefacts import TrainedModel
+from lvwlib.experiment.evaluate import EVAL_BATCH
+from lvwlib.experiment.keys import split_inputs
+from lvwlib.experiment.models import TrainedModel
 from lvwlib.paper.figures import WordMatch
 from lvwlib.store.cache import cached
-
-# Images per explain call of the Table 1 evaluation (lvwlib.experiment.pipeline.evaluate's batch_size).
-# A model's outputs can differ in their last bits with the batch's size, enough to move a pixel across
-# the q-th percentile: whatever shows a test image's IoU explains it inside this batch, so its number is
-# Table 1's per-image IoU to the bit.
-EVAL_BATCH = 50
 
 
 def eval_batch(index: int) -> tuple[int, int]:
@@ -189,7 +185,7 @@ def per_image_eval(
     """Predictions, word scores and IoU coverage of each image, as the Table 1 evaluation measures them.
 
     Args:
-        model: a trained model with words (:func:`lvwlib.experiment.artefacts.load_model`).
+        model: a trained model with words (:func:`lvwlib.experiment.models.load_model`).
         feats: [N, 2, Ct, h, w] trunk features (orientation 0 is used).
         cams: [N, 2, hc, wc] base-model Grad-CAM of the same images.
         size: the evaluation size (``eval.eval_size``).
@@ -199,7 +195,7 @@ def per_image_eval(
     preds, scores, ious = [], [], []
     for start in range(0, feats.shape[0], batch_size):
         x = feats[start : start + batch_size, 0].float()
-        logits, maps = model.explain(x, top_m)
+        logits, maps, _ = model.explain(x, top_m)
         preds.append(logits.argmax(dim=1))
         scores.append(model.word_scores(x))
         ious.append(iou_coverage(cams[start : start + batch_size, 0], maps.detach().float(), q, size))
@@ -222,12 +218,12 @@ def heldout_artefacts(prep: Any, base: Any, progress: bool = False) -> tuple[tor
     if prep.bundle.heldout is None:
         raise ValueError("the dataset has no held-out classes: set data.holdout_classes")
     feats = cached(
-        prep.cache_dir, "features", {**prep.feature_inputs, "split": "heldout"},
+        prep.cache_dir, "features", split_inputs(prep.feature_inputs, "heldout"),
         lambda: compute_trunk_features(prep.backbone.trunk, prep.bundle.heldout, num_workers=prep.exp.run.num_workers,
                                        desc="trunk features (held out)", progress=progress),
     )
     cams = cached(
-        prep.cache_dir, "gradcam", {**base.inputs, "split": "heldout"},
+        prep.cache_dir, "gradcam", split_inputs(base.inputs, "heldout"),
         lambda: gradcam_maps(base.model, feats, None, "predicted", progress=progress),
     )
     return feats, cams

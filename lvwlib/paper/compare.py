@@ -1,7 +1,7 @@
 """Does my rerun agree with yours? A rerun's Table 1 beside the committed one, cell by cell.
 
-    python -m lvwlib.paper.compare /tmp/my_rerun                      # against results/ (committed)
-    python -m lvwlib.paper.compare /tmp/my_rerun --reference other/   # against another run
+    python -m lvwlib compare /tmp/my_rerun                      # against results/ (committed)
+    python -m lvwlib compare /tmp/my_rerun --reference other/   # against another run
     make compare RESULTS=/tmp/my_rerun
 
 For every dataset x method x metric (accuracy, IoU) of either table: the committed mean over
@@ -137,7 +137,7 @@ def compare_claims(reference: pd.DataFrame | None, rerun: pd.DataFrame | None) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lvwlib.paper.compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lvwlib compare", description=__doc__.splitlines()[0])
     parser.add_argument("rerun", help="the rerun's results folder")
     parser.add_argument("--reference", default="results", help="the committed results folder (default results)")
     args = parser.parse_args(argv)
@@ -156,7 +156,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_text(rerun_dir / "compare_table1.md", markdown)
     print(markdown, end="")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

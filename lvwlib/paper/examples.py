@@ -10,7 +10,7 @@ import torch
 
 from lvwlib.core.maps import upsample_cam
 from lvwlib.core.metrics import coverage
-from lvwlib.experiment.artefacts import TrainedModel
+from lvwlib.experiment.models import TrainedModel
 from lvwlib.paper.viz import example_indices, overlay_grid
 
 

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from lvwlib.core.metrics import coverage
-from lvwlib.experiment.artefacts import TrainedModel
+from lvwlib.experiment.models import TrainedModel
 from lvwlib.experiment.names import results_name
-from lvwlib.experiment.pipeline import METHOD_LABELS
+from lvwlib.methods import label
 from lvwlib.paper.analyses import EVAL_BATCH, eval_batch, figure2_image, word_matches
 from lvwlib.paper.figures import plot_figure2
 
@@ -57,21 +57,21 @@ def figure2(
     cam = base.test_cams[i : i + 1, 0]
     matches, rows, maps, map_titles = [], [], [], []
     for method, model in models.items():
-        logits, word_maps, _ = model.explain_words(batch, ev.top_m)
+        logits, word_maps, _ = model.explain(batch, ev.top_m)
         logits, word_maps = logits[j : j + 1], word_maps[j : j + 1]
-        shown = model.explain_words(batch, top_words)[2][j].tolist()  # its top words on this image
+        shown = model.explain(batch, top_words)[2][j].tolist()  # its top words on this image
         matches.append(word_matches(model, x[0], shown, prep.bundle.train, prep.train_feats, prep.train_labels, human))
         cov = coverage(cam, word_maps.detach().float(), [ev.quantile], ev.eval_size)
         iou = float(cov.iou(ev.quantile)[0])
         if not maps:
             maps, map_titles = [cov.cam[0]], ["base Grad-CAM"]
         maps.append(cov.words[0])
-        map_titles.append(f"{METHOD_LABELS[method]} (IoU {iou:.2f})")
-        rows += [{"dataset": results_name(prep.exp.run.data.name), "image": i, "method": METHOD_LABELS[method], "rank": r,
+        map_titles.append(f"{label(method)} (IoU {iou:.2f})")
+        rows += [{"dataset": results_name(prep.exp.run.data.name), "image": i, "method": label(method), "rank": r,
                   "word": w, "source_image": model.words.push[w].image,
                   "source_class": human(int(prep.train_labels[model.words.push[w].image])),
                   "predicted": human(int(logits[0].argmax())), "iou": iou} for r, w in enumerate(shown)]
     truth = human(int(prep.test_labels[i]))
-    fig = plot_figure2(prep.bundle.test[i][0], [METHOD_LABELS[m] for m in models], matches, maps, map_titles,
+    fig = plot_figure2(prep.bundle.test[i][0], [label(m) for m in models], matches, maps, map_titles,
                        f"{title}: test image {i} ({truth})")
     return fig, pd.DataFrame(rows)

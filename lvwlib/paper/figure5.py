@@ -9,8 +9,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from lvwlib.experiment.artefacts import TrainedModel
-from lvwlib.experiment.pipeline import METHOD_LABELS
+from lvwlib.experiment.models import TrainedModel
 from lvwlib.paper.analyses import per_image_eval, source_class_counts, source_labels, word_matches
 from lvwlib.paper.figures import WordMatch
 
@@ -30,7 +29,7 @@ def seen_unseen_rows(
     rows = []
     for split, feats, cams in (("seen", prep.test_feats, base.test_cams), ("unseen", *held)):
         out = per_image_eval(model, feats, cams, ev.quantile, ev.top_m, ev.eval_size)
-        rows += [{"dataset": dataset, "method": METHOD_LABELS[model.method], "seed": model.seed, "split": split,
+        rows += [{"dataset": dataset, "method": model.label, "seed": model.seed, "split": split,
                   "image": i, "iou": float(v)} for i, v in enumerate(out["iou"])]
     return pd.DataFrame(rows)
 

@@ -11,8 +11,7 @@ import pandas as pd
 import torch
 
 from lvwlib.core.maps import upsample_map
-from lvwlib.experiment.artefacts import TrainedModel
-from lvwlib.experiment.pipeline import METHOD_LABELS
+from lvwlib.experiment.models import TrainedModel
 from lvwlib.paper.analyses import most_used_words, source_labels
 from lvwlib.paper.viz import plot_word_sources, save_figure
 from lvwlib.store.records import write_text
@@ -49,7 +48,7 @@ def word_gallery(
     serves = served_classes(model, torch.tensor(src_label))
     shown = list(range(len(push)))
     if len(push) > max_words:  # rank by use on the test set only when some must be left out
-        top = model.explain_words(prep.test_feats[:, 0].float(), prep.exp.run.eval.top_m)[2]
+        top = model.explain(prep.test_feats[:, 0].float(), prep.exp.run.eval.top_m)[2]
         shown = most_used_words(top, len(push), max_words)
     order = sorted(shown, key=lambda j: (serves[j], j))
     images, acts, titles, rows = [], [], [], []
@@ -59,11 +58,11 @@ def word_gallery(
         images.append(image)
         acts.append(upsample_map(act, image.shape[-1]))
         titles.append(f"w{j} → {names[serves[j]]}\nfrom {names[src_label[j]]}")
-        rows.append({"method": METHOD_LABELS[model.method], "word": j, "serves": names[serves[j]],
+        rows.append({"method": model.label, "word": j, "serves": names[serves[j]],
                      "source_class": names[src_label[j]], "source_image": push[j].image})
     fig = plot_word_sources(images, acts, titles, ncols=min(10, len(images)), thumb=THUMB)
     which = "every word" if len(shown) == len(push) else f"the {len(shown)} of {len(push)} words most used on test images"
-    fig.suptitle(f"{METHOD_LABELS[model.method]}: {which}, sorted by the class it serves",
+    fig.suptitle(f"{model.label}: {which}, sorted by the class it serves",
                  y=1 + 0.4 / fig.get_figheight())
     return fig, pd.DataFrame(rows)
 

@@ -13,18 +13,16 @@ from typing import Any
 
 import pandas as pd
 
+from lvwlib.experiment.config import experiment_from_params
 from lvwlib.experiment.names import results_name
-from lvwlib.experiment.pipeline import (
-    METHOD_LABELS,
-    base_for_seed,
-    experiment_from_params,
-    prepare,
-    run_all,
-)
+from lvwlib.experiment.runner import run_all
+from lvwlib.experiment.stages import base_for_seed, prepare
+from lvwlib.methods import labels
 from lvwlib.paper.analyses import random_map_sweep
 from lvwlib.paper.figures import PLOT_DPI, plot_iou_sweep
-from lvwlib.paper.tables import long_rows, summarise, table1_markdown, write_table
+from lvwlib.paper.tables import long_rows, summarise, table1_markdown
 from lvwlib.paper.viz import save_figure
+from lvwlib.store.records import write_table
 
 Rows = dict[str, list[dict[str, Any]]]  # results name of a dataset -> one result dict per (method, seed)
 VARIANT_KEYS = {"paper": "iou_q{}", "reference": "iou_reference_q{}"}  # result keys of the IoU at each q
@@ -73,7 +71,7 @@ def table1_long(params: dict[str, Any], datasets: list[str], rows: Rows, chance:
         chance[(chance["dataset"] == d) & (chance["q"] == q) & (chance["variant"] == "paper")]
         for d, q in quantiles.items()
     ]).assign(accuracy=float("nan"))
-    return pd.concat([*(long_rows(d, r, METHOD_LABELS) for d, r in rows.items()),
+    return pd.concat([*(long_rows(d, r, labels()) for d, r in rows.items()),
                       random[["dataset", "method", "seed", "accuracy", "iou"]]], ignore_index=True)
 
 
@@ -108,7 +106,7 @@ def iou_vs_quantile(rows: Rows, chance: pd.DataFrame) -> pd.DataFrame:
     the random map, at each q the results were swept at."""
     qs = sorted({int(k[5:]) for results in rows.values() for k in results[0] if k.startswith("iou_q")})
     sweep = pd.DataFrame([
-        {"dataset": d, "method": METHOD_LABELS[r["method"]], "seed": r["seed"], "q": q, "variant": v,
+        {"dataset": d, "method": labels()[r["method"]], "seed": r["seed"], "q": q, "variant": v,
          "iou": r[key.format(q)]}
         for d, results in rows.items() for r in results if r["method"] != "base" for q in qs
         for v, key in VARIANT_KEYS.items() if key.format(q) in r
@@ -128,7 +126,7 @@ def write_iou_vs_quantile(sweep: pd.DataFrame, out_dir: Path) -> Any:
 def paper_vs_reference(rows: Rows) -> pd.DataFrame:
     """Each (dataset, method, seed): IoU by the paper's definition and by the reference code's variant."""
     return pd.DataFrame([
-        {"dataset": d, "method": METHOD_LABELS[r["method"]], "seed": r["seed"], "iou_paper": r["iou"],
+        {"dataset": d, "method": labels()[r["method"]], "seed": r["seed"], "iou_paper": r["iou"],
          "iou_reference_variant": r["iou_reference"]}
         for d, results in rows.items() for r in results
     ])

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from lvwlib.store.records import write_text
 
 # The paper's published Table 1 (accuracy in %, IoU at q = 50), shown beside ours
 # for context only. Our offline datasets stand in for the paper's as the shared
@@ -121,9 +118,3 @@ on each image's greedy path. The paper's columns are its published Table 1 for t
 benchmark our dataset stands in for (ResNet-34 there, EfficientNet-Lite0 here).
 """
 
-
-def write_table(df: pd.DataFrame, markdown: str, stem: str | Path) -> None:
-    """Write ``<stem>.csv`` and ``<stem>.md`` atomically."""
-    stem = Path(stem)
-    write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
-    write_text(stem.with_suffix(".md"), markdown)

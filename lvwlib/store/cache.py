@@ -38,7 +38,8 @@ def cache_key(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _canonical(inputs: dict[str, Any]) -> Any:
+def canonical_inputs(inputs: dict[str, Any]) -> Any:
+    """``inputs`` as stored beside an entry (plain json, with the cache format): what a lookup compares."""
     return json.loads(json.dumps({"format": CACHE_FORMAT, **inputs}, sort_keys=True, default=str))
 
 
@@ -88,7 +89,7 @@ def cached(
         inputs = {**inputs, "code": code}
     key = cache_key(inputs)
     folder = Path(cache_dir) / kind
-    # Concurrent cells (lvwlib.experiment.cells) may ask for the same key: the lock makes
+    # Concurrent cells (lvwlib.experiment.runner) may ask for the same key: the lock makes
     # check-compute-write one step, so a waiting process loads what the first wrote.
     with key_lock(folder / key):
         return _cached_unlocked(cache_dir, kind, inputs, compute, key=key, folder=folder)
@@ -123,7 +124,7 @@ def _cached_unlocked(
     value_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     if value_path.exists() and meta_path.exists():
         stored = read_entry_meta(meta_path)
-        if stored.get("inputs") != _canonical(inputs):
+        if stored.get("inputs") != canonical_inputs(inputs):
             raise StaleCacheError(
                 f"cache entry {value_path} was made from another config; "
                 f"delete it (or the folder {folder}) to recompute"
@@ -145,7 +146,7 @@ def _store(folder: Path, key: str, inputs: dict[str, Any], value: Any, provenanc
     value_path = folder / f"{key}.pt"
     save_with(value_path, lambda tmp: torch.save(value, tmp))
     try:
-        write_json(folder / f"{key}.json", {"inputs": _canonical(inputs), "provenance": provenance})
+        write_json(folder / f"{key}.json", {"inputs": canonical_inputs(inputs), "provenance": provenance})
     except BaseException:
         value_path.unlink(missing_ok=True)
         raise

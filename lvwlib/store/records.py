@@ -151,6 +151,13 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_table(df: Any, markdown: str, stem: str | Path) -> None:
+    """Write a table as ``<stem>.csv`` (``df``, a pandas DataFrame) and ``<stem>.md`` (``markdown``), atomically."""
+    stem = Path(stem)
+    write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
+    write_text(stem.with_suffix(".md"), markdown)
+
+
 def save_with(path: str | Path, saver: Callable[[Path], None]) -> None:
     """Call ``saver(tmp_path)`` and rename the result onto ``path`` (for torch.save, savefig)."""
     with atomic_path(path) as tmp:

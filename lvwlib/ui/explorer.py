@@ -12,7 +12,6 @@ Every IoU shown is :func:`lvwlib.core.metrics.coverage` at the evaluation size
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,17 @@ from lvwlib.core.gradcam import gradcam_maps
 from lvwlib.core.maps import normalise_maps, patch_box, upsample_map
 from lvwlib.core.metrics import coverage, iou_coverage
 from lvwlib.data.images import pil_to_tensor01
-from lvwlib.experiment.artefacts import (
-    ARTEFACT_KIND,
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.evaluate import EVAL_BATCH
+from lvwlib.experiment.keys import feature_inputs
+from lvwlib.experiment.models import (
     ModelNotCachedError,
     TrainedModel,
-    artefact_path,
-    model_inputs,
+    available_models,
+    model_exists,
 )
-from lvwlib.experiment.pipeline import (
-    METHOD_LABELS,
-    METHODS,
-    experiment_from_params,
-    feature_inputs,
-)
-from lvwlib.paper.analyses import EVAL_BATCH, eval_batch
+from lvwlib.methods import label, names
+from lvwlib.paper.analyses import eval_batch
 from lvwlib.store.paths import resolve
 from lvwlib.ui.session import Session
 
@@ -46,7 +42,7 @@ QUICK_HINT = "make quick"  # the command that trains every method on params/quic
 
 def empty_state_text(params_file: str, cache_dir: Path, method: str | None = None) -> str:
     """What to run when the cache holds no trained model (of ``method``, or at all)."""
-    what = f"no trained {METHOD_LABELS.get(method, method)} model" if method else "no trained model"
+    what = f"no trained {label(method)} model" if method else "no trained model"
     return (
         f"There is {what} for {params_file} in {cache_dir}. "
         f"Run `{QUICK_HINT}` (every method on a small imagenette subset, a few minutes) "
@@ -61,11 +57,9 @@ def cached_choices(params: dict[str, Any], datasets: list[str] | None = None) ->
     recomputing its key from ``params`` (a model of another config is not offered).
     """
     exp0 = experiment_from_params(params)
-    folder = resolve(exp0.run.cache_dir) / ARTEFACT_KIND
     found: dict[str, set[int]] = {}
-    for meta in sorted(folder.glob("*.json")):
-        inputs = json.loads(meta.read_text())
-        found.setdefault(inputs["data"]["name"], set()).add(int(inputs["seed"]))
+    for row in available_models(resolve(exp0.run.cache_dir)):
+        found.setdefault(row["dataset"], set()).add(int(row["seed"]))
     choices: dict[str, list[int]] = {}
     for dataset in sorted(found):
         if datasets is not None and dataset not in datasets:
@@ -75,9 +69,7 @@ def cached_choices(params: dict[str, Any], datasets: list[str] | None = None) ->
             feats = feature_inputs(exp)
         except (FileNotFoundError, ValueError, RuntimeError):
             continue  # the data is gone or the params do not fit it: nothing to explore
-        cache_dir = resolve(exp.run.cache_dir)
-        seeds = [s for s in sorted(found[dataset])
-                 if any(artefact_path(cache_dir, model_inputs(exp, feats, m, s)).exists() for m in METHODS)]
+        seeds = [s for s in sorted(found[dataset]) if any(model_exists(exp, m, s, feats) for m in names())]
         if seeds:
             choices[dataset] = seeds
     return choices
@@ -102,7 +94,7 @@ class Explanation:
 
 def explain_image(model: TrainedModel, x: torch.Tensor, m: int) -> Explanation:
     """The explanation of one image's trunk features x [Ct, h, w] (an upload: no batch to share)."""
-    logits, maps, ids = model.explain_words(x[None].float(), m)
+    logits, maps, ids = model.explain(x[None].float(), m)
     return Explanation(logits[0].detach(), maps[0].detach().float(), None if ids is None else ids[0].tolist())
 
 
@@ -150,7 +142,7 @@ class ExplorerCache:
         key = (method, m, start)
         if key not in self.batches:
             x = self.session.prep.test_feats[start : start + EVAL_BATCH, 0].float()
-            logits, maps, ids = self._model(method).explain_words(x, m)
+            logits, maps, ids = self._model(method).explain(x, m)
             self.batches[key] = [
                 Explanation(logits[j].detach(), maps[j].detach().float(), None if ids is None else ids[j].tolist())
                 for j in range(x.shape[0])

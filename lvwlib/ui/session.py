@@ -22,18 +22,11 @@ from typing import Any
 import torch
 
 from lvwlib.core.config import AnalysesConfig, load_params, replace
-from lvwlib.experiment.artefacts import ModelNotCachedError, TrainedModel, load_model
+from lvwlib.experiment.config import Experiment, experiment_from_params
+from lvwlib.experiment.models import ModelNotCachedError, TrainedModel, load_model
 from lvwlib.experiment.names import results_name
-from lvwlib.experiment.pipeline import (
-    BaseArtefacts,
-    Experiment,
-    Prepared,
-    base_for_seed,
-    experiment_from_params,
-    prepare,
-    run_method,
-)
 from lvwlib.experiment.schema import coerce
+from lvwlib.experiment.stages import BaseArtefacts, Prepared, base_for_seed, prepare, run_method
 from lvwlib.paper.viz import set_theme
 from lvwlib.store.paths import resolve
 from lvwlib.store.records import RunRecord
@@ -111,7 +104,7 @@ class Session:
 
         Args:
             train: train (and store) it when the cache has none; False raises
-                :class:`~lvwlib.experiment.artefacts.ModelNotCachedError` instead.
+                :class:`~lvwlib.experiment.models.ModelNotCachedError` instead.
         """
         if method not in self._models:
             try:

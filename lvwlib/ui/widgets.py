@@ -1,6 +1,6 @@
 """The ipywidgets explorer (:func:`explorer`): every method, one word at a time, uploads.
 
-:func:`explorer` reads trained models from the cache (:mod:`lvwlib.experiment.artefacts`)
+:func:`explorer` reads trained models from the cache (:mod:`lvwlib.experiment.models`)
 and never trains; with no trained model it says what to run. Its computations
 live in :mod:`lvwlib.ui.explorer`; this module only wires controls and draws.
 """
@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from lvwlib.experiment.pipeline import METHOD_LABELS, METHODS, experiment_from_params
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.methods import label, names
 from lvwlib.paper.viz import draw_box, show_map, to_numpy_image
 from lvwlib.store.paths import resolve
 from lvwlib.ui import explorer as ex
@@ -48,7 +49,7 @@ class Explorer:
         self.status = widgets.HTML()
         self.dataset = widgets.Dropdown(options=list(self.choices), description="dataset", style=style)
         self.seed = widgets.Dropdown(options=[], description="seed", style=style)
-        self.method = widgets.Dropdown(options=[(METHOD_LABELS[m], m) for m in METHODS], value="lvw",
+        self.method = widgets.Dropdown(options=[(label(m), m) for m in names()], value="lvw",
                                        description="method", style=style)
         self.order = widgets.Dropdown(options=ORDERS, description="images", style=style)
         self.klass = widgets.Dropdown(options=[], description="class", style=style, disabled=True)
@@ -197,7 +198,7 @@ class Explorer:
             return
         shown = self.current()
         if shown is None:
-            self._clear(f"no test image for the choice '{self.order.value}' with {METHOD_LABELS[method]}")
+            self._clear(f"no test image for the choice '{self.order.value}' with {label(method)}")
             self.seconds = time.perf_counter() - start
             return
         image, trunk, cam, index, caption = shown
@@ -207,7 +208,7 @@ class Explorer:
         self.view = view
         names = cache.session.class_names
         truth = "" if index is None else f"true: {names[int(cache.session.prep.test_labels[index])]}, "
-        self.status.value = f"{caption}: {truth}predicted by {METHOD_LABELS[method]}: {names[view['pred']]}"
+        self.status.value = f"{caption}: {truth}predicted by {label(method)}: {names[view['pred']]}"
         self.iou_text.value = (f"<b>IoU of the high-attention regions at q={self.q.value:.0f}: "
                                f"{view['iou']:.3f}</b>")
         self._sync_words(view, keep_word)
@@ -244,7 +245,7 @@ class Explorer:
         panels = [
             (None, "image", None),
             (view["cam"], "base model's Grad-CAM", "jet"),
-            (view["a_k"], f"{METHOD_LABELS[method]}: combined map", "jet"),
+            (view["a_k"], f"{label(method)}: combined map", "jet"),
             (masks, f"masks at q={self.q.value:.0f}: IoU {view['iou']:.2f}\n(yellow both, teal CAM, green words)",
              "viridis"),
         ]
@@ -263,7 +264,7 @@ class Explorer:
         assert cache is not None
         word = self.word_pick.value
         if word is None or model.words is None:
-            self.word_text.value = (f"{METHOD_LABELS[model.method]} has no words to drill into "
+            self.word_text.value = (f"{model.label} has no words to drill into "
                                     "(it explains with one map).")
             self.out_word.clear_output()
             return

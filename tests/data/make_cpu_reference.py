@@ -17,7 +17,9 @@ import sys
 import torch
 
 from lvwlib.core.config import load_params
-from lvwlib.experiment import pipeline as P
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.runner import run_all
+from lvwlib.store.paths import resolve
 
 METHODS = ("base", "lvw", "protopnet")
 
@@ -25,10 +27,10 @@ METHODS = ("base", "lvw", "protopnet")
 def main(cache_dir: str, out_file: str) -> None:
     """Run the tiny pipeline on CPU with one thread and write its results to ``out_file``."""
     torch.set_num_threads(1)  # float reductions depend on the thread count: the test pins 1 too
-    params = load_params(P.resolve("params/tiny.yaml"))
+    params = load_params(resolve("params/tiny.yaml"))
     params["cache_dir"] = cache_dir
     params["methods"] = list(METHODS)
-    rows = P.run_all(P.experiment_from_params(params, "synthetic"), progress=False)
+    rows = run_all(experiment_from_params(params, "synthetic"), progress=False)
     keys = ("accuracy", "iou", "iou_reference", "per_image_iou", "push", "history")
     out = {r["method"]: {k: r[k] for k in keys if k in r} for r in rows}
     meta = "tests/data/make_cpu_reference.py, params/tiny.yaml, dataset synthetic"

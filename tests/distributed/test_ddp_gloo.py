@@ -30,6 +30,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lvwlib.core.config import load_params
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.models import load_model
+
 pytestmark = pytest.mark.skipif(
     os.environ.get("LVW_TEST_DISTRIBUTED") != "1", reason="run by make test-distributed"
 )
@@ -39,7 +43,7 @@ METHODS = "base,lvw,protopnet"
 
 
 def _launch(nproc: int, cache: Path, out: Path) -> dict:
-    args = ["-m", "lvwlib.experiment.launch", "--params", "params/tiny.yaml", "--dataset", "synthetic",
+    args = ["-m", "lvwlib", "launch", "--params", "params/tiny.yaml", "--dataset", "synthetic",
             "--methods", METHODS, "--out", str(out), "--set", f"cache_dir={cache}",
             "--set", "backbone.tail=all", "--set", "device=cpu"]
     if nproc == 1:
@@ -54,6 +58,13 @@ def _launch(nproc: int, cache: Path, out: Path) -> dict:
     return {r["method"]: r for r in data["rows"]}
 
 
+def _words(cache: Path, method: str) -> torch.Tensor:
+    """The words of the model the launch stored, found by load_model (the runner's keys)."""
+    params = {**load_params(ROOT / "params/tiny.yaml"), "cache_dir": str(cache), "device": "cpu"}
+    params["backbone"] = {**params["backbone"], "tail": "all"}
+    return load_model(experiment_from_params(params, "synthetic"), "synthetic", method).module.words.detach()
+
+
 def test_two_gloo_processes_match_one(tmp_path):
     one = _launch(1, tmp_path / "c1", tmp_path / "one.json")
     two = _launch(2, tmp_path / "c2", tmp_path / "two.json")
@@ -64,7 +75,7 @@ def test_two_gloo_processes_match_one(tmp_path):
         assert abs(a["iou"] - b["iou"]) <= 0.01, method
         if method == "base":
             continue
-        wa, wb = torch.tensor(a["words"]), torch.tensor(b["words"])
+        wa, wb = _words(tmp_path / "c1", method), _words(tmp_path / "c2", method)
         assert (wa - wb).abs().max().item() <= 1e-4, method
         where = [(p["image"], p["row"], p["col"]) for p in a["push"]]
         assert where == [(p["image"], p["row"], p["col"]) for p in b["push"]], method

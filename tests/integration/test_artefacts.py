@@ -6,20 +6,13 @@ import pytest
 import torch
 
 from lvwlib.core.config import load_params
-from lvwlib.experiment.artefacts import (
-    ModelNotCachedError,
-    TrainedModel,
-    available_models,
-    load_model,
-)
-from lvwlib.experiment.pipeline import (
-    METHODS,
-    base_for_seed,
-    experiment_from_params,
-    prepare,
-    resolve,
-    run_method,
-)
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.models import ModelNotCachedError, TrainedModel, available_models, load_model
+from lvwlib.experiment.stages import base_for_seed, prepare, run_method
+from lvwlib.methods import registry
+from lvwlib.store.paths import resolve
+
+METHODS = registry.names()
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +32,10 @@ def test_model_reloads_weights_only_and_explains_as_evaluated(trained, method):
     model = load_model(params, "synthetic", method, 0)
     assert isinstance(model, TrainedModel) and model.method == method
     x = prep.test_feats[:, 0].float()
-    logits, maps = model.explain(x, m=2)
+    logits, maps, ids = model.explain(x, m=2)
     assert logits.shape == (x.shape[0], prep.num_classes)
     assert maps.dim() == 4 and maps.shape[0] == x.shape[0]
+    assert (ids is None) == (not model.has_words) and (ids is None or ids.shape == maps.shape[:2])
     acc = (logits.argmax(1) == prep.test_labels).float().mean().item()
     assert acc == pytest.approx(results[method]["accuracy"])  # the same model as the Table 1 row
     # the stored file is plain tensors and containers only
@@ -60,15 +54,15 @@ def test_word_methods_have_push_sources_and_word_maps(trained, method):
     assert wmaps.shape[:2] == (3, words.num_words)
     n_train, (h, w) = prep.train_feats.shape[0], wmaps.shape[-2:]  # the latent grid
     for src in words.push:
-        assert 0 <= src.image < n_train and 0 <= src.row < h and 0 <= src.col < w and src.flip in (0, 1)
+        assert 0 <= src.image < n_train and 0 <= src.row < h and 0 <= src.col < w
     if method != "prototree":
         assert words.class_weights.shape == (prep.num_classes, words.num_words)
         # a pushed word IS its source patch: its distance there is ~0, so the map peaks there
         j = 0
         src = words.push[j]
-        src_map = model.word_maps(prep.train_feats[src.image : src.image + 1, src.flip].float())[0, j]
+        src_map = model.word_maps(prep.train_feats[src.image : src.image + 1, 0].float())[0, j]  # push: unflipped
         assert src_map.argmax().item() == src.row * w + src.col
-    _, maps, ids = model.explain_words(x, 2)
+    _, maps, ids = model.explain(x, 2)
     assert ids.shape == maps.shape[:2]
     if method != "prototree":  # the maps are the chosen words' maps
         assert torch.allclose(maps, torch.gather(wmaps, 1, ids[:, :, None, None].expand_as(maps)))

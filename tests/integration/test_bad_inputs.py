@@ -22,8 +22,9 @@ import yaml
 from PIL import Image
 
 from lvwlib.core.config import load_params
+from lvwlib.experiment.config import load_experiment
 from lvwlib.experiment.names import results_name
-from lvwlib.experiment.pipeline import load_experiment, run_all
+from lvwlib.experiment.runner import run_all
 from lvwlib.store.paths import resolve
 from lvwlib.store.records import RunRecord, write_json
 

@@ -1,4 +1,4 @@
-"""The parallel cell runner (lvwlib.experiment.cells) on tiny synthetic data."""
+"""The cell runner (lvwlib.experiment.runner) on tiny synthetic data: plan, executors, progress, failures."""
 
 from __future__ import annotations
 
@@ -13,18 +13,21 @@ import pytest
 import torch
 import yaml
 
-from lvwlib.core.config import load_params
-from lvwlib.experiment.cells import (
+from lvwlib.core.config import CellsConfig, load_params
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.runner import (
     Cell,
-    CellsConfig,
     _SubmititEngine,
     cells_config,
     main,
     plan,
+    run_all,
     run_cells,
 )
-from lvwlib.experiment.pipeline import METHODS, experiment_from_params, run_all
+from lvwlib.methods import registry
 from lvwlib.store.paths import resolve
+
+METHODS = registry.names()
 
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (.+?): (.+), (\d+) cells left$")
 
@@ -34,6 +37,11 @@ def tiny_params(cache_dir: Path, **changes: Any) -> dict[str, Any]:
     params["cache_dir"] = str(cache_dir)
     params.update(changes)
     return params
+
+
+def tiny(cache_dir: Path, **changes: Any):
+    """The experiment of tiny.yaml on the synthetic set (named "synthetic" in the plan)."""
+    return experiment_from_params(tiny_params(cache_dir, **changes), "synthetic")
 
 
 def progress_lines(text: str) -> list[re.Match]:
@@ -65,12 +73,12 @@ def local_run(tmp_path_factory):
     """Every cell of tiny.yaml (two seeds) with 2 local worker processes x 1 thread."""
     params = tiny_params(tmp_path_factory.mktemp("cells_cache"), seeds=[0, 1])
     out = io.StringIO()
-    report = run_cells(params, ["synthetic"], CellsConfig(workers=2, threads=1), out=out)
+    report = run_cells(experiment_from_params(params, "synthetic"), CellsConfig(workers=2, threads=1), out=out)
     return params, report, out.getvalue()
 
 
 def test_plan_orders_stages_and_protopshare_after_protopnet() -> None:
-    deps = plan(tiny_params(Path("unused"), seeds=[0, 1]), ["synthetic"])
+    deps = plan(tiny(Path("unused"), seeds=[0, 1]))
     assert len(deps) == 1 + 2 * (1 + len(METHODS))
     features = Cell("synthetic", "features")
     assert deps[features] == ()
@@ -79,7 +87,7 @@ def test_plan_orders_stages_and_protopshare_after_protopnet() -> None:
     assert deps[Cell("synthetic", "method", 0, "protopshare")] == (
         Cell("synthetic", "base_model", 0), Cell("synthetic", "method", 0, "protopnet"))
     # without protopnet in the run, protopshare trains it itself and waits for nothing more
-    no_pnet = plan(tiny_params(Path("unused"), methods=["protopshare"]), ["synthetic"])
+    no_pnet = plan(tiny(Path("unused"), methods=["protopshare"]))
     assert no_pnet[Cell("synthetic", "method", 0, "protopshare")] == (Cell("synthetic", "base_model", 0),)
 
 
@@ -99,25 +107,34 @@ def test_local_runner_matches_sequential_run_all(local_run, tmp_path) -> None:
     same(from_cells, sequential)
 
 
+def test_inline_executor_runs_the_same_plan_in_this_process(local_run) -> None:
+    params, report, _ = local_run
+    out = io.StringIO()
+    inline = run_cells(experiment_from_params(params, "synthetic"), CellsConfig(executor="inline"), out=out)
+    assert inline.ok and list(inline.outcomes) == list(report.outcomes)  # every cell, in plan order
+    assert "on inline: 1 workers" in out.getvalue()
+    same(inline.results(), report.results())  # loaded from the caches the process pool filled
+
+
 def test_progress_lines_count_down_and_follow_dependencies(local_run) -> None:
     params, report, text = local_run
     lines = progress_lines(text)
-    total = len(plan(params, ["synthetic"]))
+    total = len(plan(experiment_from_params(params, "synthetic")))
     assert [int(m[1]) for m in lines] == list(range(1, total + 1))
     assert all(int(m[2]) == total and int(m[5]) == total - int(m[1]) for m in lines)
     methods = [m for m in lines if m[3].split()[-1] in METHODS]
     assert len(methods) == 2 * len(METHODS)
     assert all(re.fullmatch(r"\d+\.\d s \(accuracy [\d.]+, iou [\d.]+\)", m[4]) for m in methods)
     finished_at = {m[3]: int(m[1]) for m in lines}
-    for cell, needs in plan(params, ["synthetic"]).items():
+    for cell, needs in plan(experiment_from_params(params, "synthetic")).items():
         assert all(finished_at[d.name] < finished_at[cell.name] for d in needs), cell
 
 
 def test_submitit_local_executor_runs_the_same_cells(tmp_path) -> None:
-    params = tiny_params(tmp_path / "cache", methods=["base", "lvw"])
+    exp = tiny(tmp_path / "cache", methods=["base", "lvw"])
     cfg = CellsConfig(executor="submitit-local", workers=2, folder=str(tmp_path / "jobs"), poll_s=0.2)
     out = io.StringIO()
-    report = run_cells(params, ["synthetic"], cfg, out=out)
+    report = run_cells(exp, cfg, out=out)
     assert report.ok, out.getvalue()
     assert [m[3] for m in progress_lines(out.getvalue())] == [
         "synthetic - features", "synthetic 0 base_model", "synthetic 0 base", "synthetic 0 lvw"]

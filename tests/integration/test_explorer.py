@@ -9,15 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from lvwlib import methods
 from lvwlib.core.config import load_params
 from lvwlib.core.metrics import coverage, iou_coverage, mask_iou
-from lvwlib.experiment.pipeline import (
-    METHODS,
-    base_for_seed,
-    experiment_from_params,
-    prepare,
-    run_method,
-)
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.stages import base_for_seed, prepare, run_method
 from lvwlib.store.paths import resolve
 from lvwlib.ui.widgets import Explorer
 
@@ -31,7 +27,7 @@ def params(tmp_path_factory):
     exp = experiment_from_params(params)
     prep = prepare(exp, progress=False)
     base = base_for_seed(prep, 0, progress=False)
-    for method in METHODS:
+    for method in methods.names():
         if method != "srae":  # left untrained: its empty state is tested below
             run_method(prep, base, method, 0, progress=False)
     return params
@@ -104,7 +100,7 @@ def test_word_drill_down(app):
     assert f"word {words[1]}" in app.word_text.value
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "srae"])
+@pytest.mark.parametrize("method", [m for m in methods.names() if m != "srae"])
 def test_every_trained_method_shows(app, method):
     app.method.value = method
     assert app.view is not None and 0.0 <= app.view["iou"] <= 1.0
@@ -176,7 +172,7 @@ def test_no_drift_explorer_iou_is_table1_per_image_iou(params_48, method):
 def test_the_explorers_batch_is_the_evaluations():
     import inspect
 
-    from lvwlib.experiment.pipeline import evaluate
-    from lvwlib.paper.analyses import EVAL_BATCH
+    from lvwlib.experiment.evaluate import EVAL_BATCH
+    from lvwlib.experiment.stages import evaluate
 
     assert inspect.signature(evaluate).parameters["batch_size"].default == EVAL_BATCH

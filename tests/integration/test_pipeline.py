@@ -6,16 +6,13 @@ import pytest
 import torch
 
 from lvwlib.core.config import load_params
-from lvwlib.experiment.pipeline import (
-    METHOD_LABELS,
-    METHODS,
-    base_for_seed,
-    experiment_from_params,
-    prepare,
-    resolve,
-    run_method,
-)
+from lvwlib.experiment.config import experiment_from_params
+from lvwlib.experiment.stages import base_for_seed, prepare, run_method
+from lvwlib.methods import registry
 from lvwlib.paper.tables import long_rows, summarise, table1_markdown
+from lvwlib.store.paths import resolve
+
+METHODS = registry.names()
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +75,11 @@ def test_results_are_cached_and_tables_build(tiny, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a cached method was retrained")
 
-    monkeypatch.setattr("lvwlib.experiment.pipeline._run", fail)
+    monkeypatch.setattr("lvwlib.experiment.stages.fit_method", fail)
     again = run_method(prep, base, "lvw", seed=0, progress=False)
     assert again["accuracy"] == first["accuracy"]
     rows = [run_method(prep, base, m, seed=0, progress=False) for m in ("base", "lvw")]
-    long = long_rows("imagenette", rows, METHOD_LABELS)
+    long = long_rows("imagenette", rows, registry.labels())
     md = table1_markdown(summarise(long))
     assert "STL10" in md and "| LVW " in md
 

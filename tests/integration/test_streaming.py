@@ -11,8 +11,9 @@ from lvwlib.core.config import load_params
 from lvwlib.core.model import PrototypeNet
 from lvwlib.core.streaming import StreamingSource
 from lvwlib.data import load_dataset
+from lvwlib.experiment.config import experiment_from_params
 from lvwlib.experiment.launch import main
-from lvwlib.experiment.pipeline import experiment_from_params
+from lvwlib.experiment.models import load_model
 from lvwlib.store.paths import resolve
 
 
@@ -36,14 +37,15 @@ def test_streaming_tail_all_trains_pushes_and_evaluates(tmp_path):
 
     # Each word after the last push is the latent patch it was pushed onto (streamed push):
     # rebuild the network from its checkpoint and recompute the patches from the images.
-    exp = experiment_from_params({**load_params(resolve("params/tiny.yaml")),
-                                  "backbone": {"name": "tiny", "weights": "none", "tail": "all"}}, "synthetic")
+    exp = experiment_from_params({**load_params(resolve("params/tiny.yaml")), "cache_dir": str(tmp_path / "cache"),
+                                  "device": "cpu", "backbone": {"name": "tiny", "weights": "none", "tail": "all"}},
+                                 "synthetic")
     bundle = load_dataset(exp.run.data)
     backbone = build_backbone(exp.run.backbone)
     net = PrototypeNet(backbone.tail, backbone.feature_channels, 3, words_per_class=2, feature_dim=8)
     (ckpt,) = (tmp_path / "cache" / "models").glob("*.pt")
     net.load_state_dict(torch.load(ckpt, weights_only=False)["model"])
-    words = torch.tensor(lvw["words"])
+    words = load_model(exp, "synthetic", "lvw").module.words.detach()  # the streamed run's stored model
     assert torch.equal(words, net.words.detach())
     source = StreamingSource(bundle.train, backbone.trunk)
     latents = torch.cat([net.latent(b.x).detach() for b in source.ordered_batches(8, (0,))])  # [N, D, h, w]

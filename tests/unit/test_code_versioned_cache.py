@@ -55,11 +55,17 @@ def test_editing_a_loss_retrains_and_editing_other_code_does_not(tmp_path):
 
 
 def test_lvwlib_fingerprints_depend_on_the_modules_they_import():
-    from lvwlib.experiment.pipeline import METHOD_CODE
+    from lvwlib.methods import registry
 
-    closure = module_closure(*METHOD_CODE["lvw"])
+    closure = module_closure(*registry.get("lvw").code)
     assert "lvwlib.core.losses" in closure and "lvwlib.core.push" in closure
     assert "lvwlib.methods.srae.model" not in closure and "lvwlib.paper.viz" not in closure
+    # a method's key takes in its own code, not the other methods' (nor the package that registers them)
+    for name in registry.names():
+        others = {m for m in module_closure(*registry.get(name).code) if m.startswith("lvwlib.methods.")}
+        assert "lvwlib.methods" not in module_closure(*registry.get(name).code)
+        assert others <= {*registry.get(name).code, "lvwlib.methods.registry", "lvwlib.methods.protonet",
+                          "lvwlib.methods.prototree.tree", "lvwlib.methods.srae.model"}, name
 
 
 def test_entries_record_provenance_and_run_records_report_hits(tmp_path):

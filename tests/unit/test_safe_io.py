@@ -99,7 +99,7 @@ def test_results_name_of_registry_names_and_folders(tmp_path):
 
 def test_names_command_line(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "lvwlib.experiment.names", "name", str(tmp_path)], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "lvwlib", "names", "name", str(tmp_path)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == results_name(str(tmp_path))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from lvwlib.experiment.pipeline import experiment_from_params, load_experiment
+from lvwlib.experiment.config import experiment_from_params, load_experiment
 from lvwlib.experiment.schema import ConfigError, check_params, main
 
 
@@ -46,7 +46,7 @@ def test_numbers_written_as_strings_by_yaml_are_numbers():
     assert params["lvw"]["lr_tail"] == "1e-4"
     exp = experiment_from_params(params)
     assert exp.run.lvw.lr_tail == pytest.approx(1e-4) and isinstance(exp.run.lvw.lr_tail, float)
-    assert exp.protopnet == {"separation": pytest.approx(-0.08)}
+    assert exp.config("protopnet") == {"separation": pytest.approx(-0.08)}
 
 
 @pytest.mark.parametrize("name", ["tiny", "default", "paper", "quick", "fidelity"])

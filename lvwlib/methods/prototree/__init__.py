@@ -1,0 +1,1 @@
+"""ProtoTree: the tree (tree.py) and its Table 1 row (method.py)."""

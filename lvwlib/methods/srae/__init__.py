@@ -1,0 +1,1 @@
+"""SRAE: the explanation module (model.py) and its Table 1 row (method.py)."""

@@ -1,0 +1,42 @@
+"""The calibration on tiny data: variants run as experiments of the runner's plan, validation numbers only."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lvwlib.core.config import load_params
+from lvwlib.experiment.calibrate import calibrate, calibration_table, main, training_curve
+from lvwlib.store.paths import resolve
+
+
+@pytest.fixture()
+def params(tmp_path):
+    return {**load_params(resolve("params/tiny.yaml")), "cache_dir": str(tmp_path / "cache")}
+
+
+def test_variants_give_validation_rows_beside_the_base_model(params):
+    lines: list[str] = []
+    variants = {"defaults": {}, "no_align": {"lvw": {"beta_align": 0.0}}}
+    rows = calibrate(params, variants, ["synthetic"], [0], ("lvw",), log=lines.append)
+    assert list(rows["variant"]) == ["defaults", "no_align"] and set(rows["method"]) == {"lvw"}
+    assert rows["val_accuracy"].between(0, 1).all() and rows["val_iou"].between(0, 1).all()
+    assert (rows["gap"] == rows["val_accuracy"] - rows["base_val_accuracy"]).all()
+    assert rows["base_val_accuracy"].nunique() == 1  # one base model: the variants change LVW only
+    assert any("synthetic/no_align 0 lvw:" in line for line in lines)  # the runner's progress lines
+    assert not any(c.startswith("test") or c in ("accuracy", "iou") for c in calibration_table(rows).columns)
+
+
+def test_a_training_curve_and_the_command_line(params, tmp_path):
+    curve = training_curve(params, "synthetic", "prototree", seed=0, epochs=2, eval_every=1)
+    assert list(curve["epoch"]) == [1, 2] and curve["val_acc_soft"].between(0, 1).all()
+    with pytest.raises(ValueError, match="LVW records no training curve; methods that do: prototree"):
+        training_curve(params, "synthetic", "lvw", seed=0, epochs=1)
+    variants = tmp_path / "variants.yaml"
+    variants.write_text("methods: [lvw_noalign]\nvariants: {defaults: {}}\n")
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    out = tmp_path / "out"
+    assert main(["--params", str(params_file), "--variants", str(variants), "--datasets", "synthetic",
+                 "--out", str(out)]) == 0
+    assert (out / "calibration_synthetic.md").read_text().count("lvw_noalign") == 1

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from user_folders import CLASS_FOLDERS, make_user_folder, save_exif_rotated
 
-from lvwlib.core.config import AnalysesConfig, DataConfig
+from lvwlib.core.config import DataConfig
 from lvwlib.data import load_dataset, load_image
 from lvwlib.experiment.names import absolute_dataset, results_name
-from lvwlib.experiment.reproduce import Run, planned_analyses, split_datasets
+from lvwlib.experiment.reproduce import Run, analyses_config, planned_analyses, split_datasets
 from lvwlib.store.paths import resolve
 
 
@@ -79,14 +79,17 @@ def test_analyses_on_datasets_not_in_the_run_are_skipped_with_the_reason(folder)
     run = Run(resolve("params/tiny.yaml"), (absolute_dataset(str(folder)),), resolve("runs/unused"))
     plan = {notebook: (parameters, why) for notebook, parameters, why in planned_analyses(run)}
     assert plan["06_figure2"][0]["datasets"] == [str(folder)]  # Figure 2: on the user's folder
-    defaults = AnalysesConfig()
-    for notebook, key, dataset in (("07_k_sweep", "k_dataset", defaults.k_dataset),
-                                   ("08_visual_words", "words_dataset", defaults.words_dataset),
-                                   ("09_unseen", "unseen_dataset", defaults.unseen_dataset)):
+    cfg = analyses_config(run)  # tiny.yaml's analyses: section
+    for notebook, key, dataset in (("07_k_sweep", "k_dataset", cfg.k_dataset),
+                                   ("08_visual_words", "words_dataset", cfg.words_dataset),
+                                   ("09_unseen", "unseen_dataset", cfg.unseen_dataset)):
         parameters, why = plan[notebook]
         assert parameters is None and f"{dataset!r} (params analyses.{key}) is not among" in why
-    both = Run(run.params_file, (*run.datasets, "imagewoof"), run.results)
+    both = Run(run.params_file, (*run.datasets, cfg.k_dataset), run.results)
     plan = {notebook: parameters for notebook, parameters, _ in planned_analyses(both)}
-    assert plan["07_k_sweep"] == {**both.base_parameters(), "dataset": "imagewoof", "ks": list(defaults.k_values)}
-    assert plan["09_unseen"]["holdout_classes"] == list(defaults.unseen_classes) and plan["08_visual_words"] is None
+    # tiny.yaml names one dataset for all three; the notebooks read the k values and the
+    # held-out classes from the same params file
+    assert cfg.k_dataset == cfg.words_dataset == cfg.unseen_dataset
+    for notebook in ("07_k_sweep", "08_visual_words", "09_unseen"):
+        assert plan[notebook] == {**both.base_parameters(), "dataset": cfg.k_dataset}
     assert both.base_parameters()["params_file"] == "params/tiny.yaml"  # inside the project: relative

@@ -69,7 +69,7 @@ def test_shown_maps_and_iou_are_those_of_the_image(app):
     assert view["cam"].shape == (size, size) and view["a_k"].shape == (size, size)
     # recompute the IoU of test image i from the model itself
     model = sess.model("lvw")
-    _, maps = model.explain(sess.prep.test_feats[i : i + 1, 0].float(), app.m.value)
+    _, maps, _ = model.explain(sess.prep.test_feats[i : i + 1, 0].float(), app.m.value)
     expected = iou_coverage(sess.base.test_cams[i : i + 1, 0], maps, 90.0, size).item()
     assert view["iou"] == pytest.approx(expected)
     assert mask_iou(view["mask_cam"][None], view["mask_a_k"][None]).item() == pytest.approx(view["iou"])

@@ -126,6 +126,15 @@ def test_a_method_in_one_file_runs_through_a_table1_cell_and_load_model(toy, tmp
     assert accuracy == pytest.approx(row["accuracy"])  # the model of the Table 1 row
     assert model.word_maps(x).shape[:2] == (len(x), 4) and model.label == "Toy words"
 
+    # the explorer lists it and shows its explanation of a test image, IoU and all
+    from lvwlib.ui.widgets import Explorer
+
+    app = Explorer(params=params)
+    assert ("Toy words", "toy") in app.method.options
+    app.method.value = "toy"
+    assert app.view is not None and 0.0 <= app.view["iou"] <= 1.0
+    assert "predicted by Toy words" in app.status.value
+
     # its cache key follows its own file: an edit retrains it, and only it
     before = {m: keys.model_inputs(exp, m, 0, prep.feature_inputs) for m in ("base", "toy")}
     toy.write_text(toy.read_text() + "\n# an edit\n")

@@ -106,18 +106,38 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class UnseenCase:
+    """One case of Figure 5: classes of a dataset held out of training (notebook 09)."""
+
+    dataset: str  # registry name or path to class folders
+    classes: tuple[str, ...]  # class folder names held out of the base model, its Grad-CAM and every method
+
+
+# Figure 5 as in the paper (AwA2's stand-in; a relative of each, dog and cow, stays in training), then
+# the Imagewoof case: English foxhound and Australian terrier (relatives of beagle, Border terrier).
+DEFAULT_UNSEEN = (UnseenCase("animals22", ("wolf", "bison")), UnseenCase("imagewoof", ("n02089973", "n02096294")))
+
+
+@dataclass(frozen=True)
 class AnalysesConfig:
     """Settings of the paper's analyses (Figures 2-5): the params yaml's ``analyses:`` section.
 
     An analysis whose dataset is not among the datasets of a run is skipped (and says so).
     """
 
-    figure2_dataset: str = "imagenette"  # Figure 2's dataset in the report (every run dataset gets its own copy)
+    figure2_dataset: str = "food101_10"  # Figure 2's dataset in the report (every run dataset gets its own copy)
     k_dataset: str = "imagewoof"  # Figure 3(a): the k sweep (Stanford Dogs stand-in)
     k_values: tuple[Positive, ...] = (1, 3, 5, 10, 20, 50)  # k of the alignment loss swept in Figure 3(a)
     words_dataset: str = "imagenette"  # Figure 4 and the word gallery (STL10 stand-in)
-    unseen_dataset: str = "imagewoof"  # Figure 5: classes held out of training
-    unseen_classes: tuple[str, ...] = ("n02089973", "n02096294")  # English foxhound, Australian terrier
+    unseen: tuple[UnseenCase, ...] = DEFAULT_UNSEEN  # Figure 5: one case per (dataset, held-out classes)
+    unseen_dataset: str | None = None  # older single-case form: when set, the only case (with unseen_classes)
+    unseen_classes: tuple[str, ...] = ()  # held-out classes of unseen_dataset (older form)
+
+    def unseen_cases(self) -> tuple[UnseenCase, ...]:
+        """The cases of Figure 5: ``unseen``, or the one case of the older keys when they are set."""
+        if self.unseen_dataset is not None:
+            return (UnseenCase(self.unseen_dataset, tuple(self.unseen_classes)),)
+        return tuple(self.unseen)
 
 
 # How the cells of a run are executed (lvwlib.experiment.runner); every engine runs the same cells.

@@ -8,9 +8,10 @@ Steps, in order (``--only`` runs some of them, without the up-to-date stamp):
 1. ``cells``: the params are checked, then every Table 1 cell runs in parallel
    (``python -m lvwlib run``, :mod:`lvwlib.experiment.runner`) and fills the cache;
 2. ``notebooks``: 01 and 02 on each dataset; 3. ``table1``: 03 on all of them;
-4. ``analyses``: 06 (Figure 2) on every dataset, 07-09 on the datasets named in the params'
-   ``analyses:`` section (:class:`lvwlib.core.config.AnalysesConfig`), each skipped with a
-   message when its dataset is not among this run's; 5. ``report``: 10.
+4. ``analyses``: 06 (Figure 2) on every dataset, 07-08 on the datasets named in the params'
+   ``analyses:`` section (:class:`lvwlib.core.config.AnalysesConfig`) and 09 once per case of
+   ``analyses.unseen`` (written as ``09_unseen_<dataset>``), each skipped with a message when
+   its dataset is not among this run's; 5. ``report``: 10.
    ``--analyses 0`` stops after Table 1.
 
 Every notebook runs through papermill's Python API (no shell: any path works) and is written
@@ -47,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvwlib.core.config import AnalysesConfig, from_dict
+from lvwlib.core.config import AnalysesConfig
 from lvwlib.experiment.names import absolute_dataset, results_name
-from lvwlib.experiment.schema import ConfigError, load_checked_params
+from lvwlib.experiment.schema import ConfigError, coerce, load_checked_params
 from lvwlib.experiment.uptodate import STAMP_NAME, current_stamp, result_sizes, stale_reason
 from lvwlib.store.paths import project_root
 from lvwlib.store.records import remove_stale_temporaries, write_json
@@ -57,6 +58,8 @@ from lvwlib.store.records import remove_stale_temporaries, write_json
 STEPS = ("cells", "notebooks", "table1", "analyses", "report")
 KERNEL = "lvw"  # the project's Jupyter kernel (installed by the Makefile's environment step)
 CELLS_COMMAND = (sys.executable, "-m", "lvwlib", "run")
+# make reproduce's datasets: the paper's Table 1 columns in its order (Oxford-IIIT Pets has no offline data)
+TABLE1_DATASETS = ("imagenette", "flowers102", "imagewoof", "food101_10", "animals22")
 
 
 class ReproduceError(RuntimeError):
@@ -169,14 +172,19 @@ def run_table1(run: Run) -> None:
 
 def analyses_config(run: Run) -> AnalysesConfig:
     """The params' ``analyses:`` section (defaults where it has none)."""
-    return from_dict(AnalysesConfig, load_checked_params(run.params_file).get("analyses"))
+    return coerce(AnalysesConfig, load_checked_params(run.params_file).get("analyses") or {})
+
+
+UNSEEN_NOTEBOOK = "09_unseen"  # run once per case of analyses.unseen, written as 09_unseen_<dataset>
 
 
 def planned_analyses(run: Run) -> list[tuple[str, dict[str, Any] | None, str]]:
-    """``(notebook, parameters or None when skipped, why)`` for notebooks 06-09.
+    """``(output name, parameters or None when skipped, why)`` for notebooks 06-09.
 
-    Figure 2 runs on every dataset of the run; the k sweep, the word gallery and the unseen
-    classes on the dataset the params name for them, when it is among this run's datasets.
+    Figure 2 runs on every dataset of the run; the k sweep and the word gallery on the dataset
+    the params name for them, and Figure 5 (09) on each ``analyses.unseen`` case, when its
+    dataset is among this run's datasets. The output name is the notebook's, but for 09:
+    ``09_unseen_<results name of the case's dataset>``.
     """
     cfg = analyses_config(run)
     base = run.base_parameters()
@@ -184,30 +192,38 @@ def planned_analyses(run: Run) -> list[tuple[str, dict[str, Any] | None, str]]:
     plan: list[tuple[str, dict[str, Any] | None, str]] = [
         ("06_figure2", {**base, "datasets": list(run.datasets)}, "every dataset of the run"),
     ]
-    named = (
-        # the k values and the held-out classes come from the same analyses section (the notebooks read it)
-        ("07_k_sweep", "k_dataset", cfg.k_dataset),
-        ("08_visual_words", "words_dataset", cfg.words_dataset),
-        ("09_unseen", "unseen_dataset", cfg.unseen_dataset),
-    )
-    for notebook, key, dataset in named:
+    named: list[tuple[str, str, str, dict[str, Any]]] = [
+        # the k values come from the same analyses section (the notebook reads it)
+        ("07_k_sweep", "k_dataset", cfg.k_dataset, {}),
+        ("08_visual_words", "words_dataset", cfg.words_dataset, {}),
+    ]
+    key = "unseen_dataset" if cfg.unseen_dataset is not None else "unseen"
+    for case in cfg.unseen_cases():
+        named.append((f"{UNSEEN_NOTEBOOK}_{results_name(absolute_dataset(case.dataset))}", key, case.dataset,
+                      {"heldout_classes": list(case.classes)}))
+    for output, key, dataset, extra in named:
         found = names.get(results_name(absolute_dataset(dataset)))
         if found is None:
             why = (f"its dataset {dataset!r} (params analyses.{key}) is not among this run's datasets "
                    f"({', '.join(run.datasets)})")
-            plan.append((notebook, None, why))
+            plan.append((output, None, why))
         else:
-            plan.append((notebook, {**base, "dataset": found}, f"dataset {found}"))
+            plan.append((output, {**base, "dataset": found, **extra}, f"dataset {found}"))
     return plan
+
+
+def source_notebook(output: str) -> str:
+    """The notebook an analysis output name comes from (``09_unseen_<dataset>`` -> ``09_unseen``)."""
+    return UNSEEN_NOTEBOOK if output.startswith(f"{UNSEEN_NOTEBOOK}_") else output
 
 
 def run_analyses(run: Run) -> None:
     """Notebooks 06-09 (each skipped, with a message, when its dataset is not in the run)."""
-    for notebook, parameters, why in planned_analyses(run):
+    for output, parameters, why in planned_analyses(run):
         if parameters is None:
-            print(f"skipped {notebook}: {why}", flush=True)
+            print(f"skipped {output}: {why}", flush=True)
             continue
-        run_notebook(run, notebook, notebook, parameters)
+        run_notebook(run, source_notebook(output), output, parameters)
 
 
 def run_report(run: Run) -> None:
@@ -267,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "when it holds a comma, else whitespace-separated names.",
     )
     parser.add_argument("--params", default="params/default.yaml", help="params yaml")
-    parser.add_argument("--datasets", nargs="+", default=["imagenette imagewoof flowers17"],
+    parser.add_argument("--datasets", nargs="+", default=[" ".join(TABLE1_DATASETS)],
                         help="datasets: registry names or paths to class folders (see below)")
     parser.add_argument("--results", default="results", help="results folder")
     parser.add_argument("--analyses", type=int, choices=[0, 1], default=1, help="0: stop after Table 1")

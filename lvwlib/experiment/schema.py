@@ -34,6 +34,7 @@ from lvwlib.core.config import (
     EvalConfig,
     LVWConfig,
     RunConfig,
+    UnseenCase,
     load_params,
 )
 from lvwlib.methods import registry
@@ -50,7 +51,8 @@ EXTRA_SECTIONS: dict[str, Any] = {
 }
 
 _FORBID = ConfigDict(extra="forbid")
-for _cls in (DataConfig, BackboneConfig, BaseConfig, LVWConfig, EvalConfig, RunConfig, AnalysesConfig, CellsConfig):
+for _cls in (DataConfig, BackboneConfig, BaseConfig, LVWConfig, EvalConfig, RunConfig, AnalysesConfig, UnseenCase,
+             CellsConfig):
     _cls.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
 
 

@@ -9,9 +9,34 @@ from typing import Any
 import pandas as pd
 import torch
 
+from lvwlib.core.config import AnalysesConfig, UnseenCase
 from lvwlib.experiment.models import TrainedModel
+from lvwlib.experiment.names import absolute_dataset, results_name
 from lvwlib.paper.analyses import per_image_eval, source_class_counts, source_labels, word_matches
 from lvwlib.paper.figures import WordMatch
+
+
+def unseen_case(analyses: AnalysesConfig, dataset: str | None = None,
+                classes: list[str] | tuple[str, ...] | None = None) -> UnseenCase:
+    """The case of Figure 5 that notebook 09 runs: ``dataset`` with ``classes`` held out.
+
+    ``dataset`` None: the first of the params' cases (``analyses.unseen``); ``classes`` None: the
+    held-out classes of the params' case of ``dataset`` (matched by results name, so a folder and
+    a link to it agree). Raises ValueError when neither names them.
+    """
+    cases = analyses.unseen_cases()
+    if dataset is None:
+        if not cases:
+            raise ValueError("no dataset given and the params' analyses.unseen has no case")
+        dataset = cases[0].dataset
+    if classes is not None:
+        return UnseenCase(dataset, tuple(classes))
+    wanted = results_name(absolute_dataset(dataset))
+    for case in cases:
+        if results_name(absolute_dataset(case.dataset)) == wanted:
+            return UnseenCase(dataset, tuple(case.classes))
+    raise ValueError(f"no held-out classes for {dataset!r}: the params' analyses.unseen names "
+                     f"{[c.dataset for c in cases]}; pass heldout_classes")
 
 
 def seen_unseen_rows(

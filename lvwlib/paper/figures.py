@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,36 +35,47 @@ def _clean(ax: plt.Axes) -> None:
     ax.grid(False)
 
 
-def plot_iou_sweep(df: pd.DataFrame, chance: pd.DataFrame | None = None) -> plt.Figure:
+def plot_iou_sweep(df: pd.DataFrame, chance: pd.DataFrame | None = None, order: Sequence[str] | None = None,
+                   names: dict[str, str] | None = None) -> plt.Figure:
     """Figure 3(b-f) extended: IoU coverage vs q, one column per dataset, one row per IoU variant.
 
     Args:
         df: long table with dataset, method, seed, q, variant ("paper" | "reference"), iou.
         chance: the "Random map" rows (same columns) drawn as a dashed grey line.
+        order: the datasets' panels from left to right (default: as they first appear in ``df``);
+            datasets of ``df`` not in it follow.
+        names: a panel title per dataset (default: the dataset's name).
     """
-    datasets = list(dict.fromkeys(df["dataset"]))
+    present = list(dict.fromkeys(df["dataset"]))
+    datasets = [d for d in (order or []) if d in present] + [d for d in present if d not in (order or [])]
+    names = names or {}
     variants = [v for v in ("paper", "reference") if v in set(df["variant"])]
     fig, axes = plt.subplots(len(variants), len(datasets), figsize=(3.6 * len(datasets), 3.0 * len(variants)),
                              squeeze=False, sharey=True)
     titles = {"paper": "high regions (paper, Eq. 6)", "reference": "low regions (reference code)"}
+    methods = list(dict.fromkeys(df["method"]))
+    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods)), strict=True))  # one colour per method
+    legend: dict[str, Any] = {}  # label -> handle, over every panel (a panel may lack a method)
     for r, variant in enumerate(variants):
         for c, dataset in enumerate(datasets):
             ax = axes[r, c]
             part = df[(df["dataset"] == dataset) & (df["variant"] == variant)]
-            sns.lineplot(data=part, x="q", y="iou", hue="method", marker="o", ax=ax, errorbar="sd")
+            sns.lineplot(data=part, x="q", y="iou", hue="method", marker="o", ax=ax, errorbar="sd", palette=palette,
+                         hue_order=[m for m in methods if m in set(part["method"])])
             if chance is not None:
                 ch = chance[(chance["dataset"] == dataset) & (chance["variant"] == variant)]
                 if len(ch):
                     mean = ch.groupby("q")["iou"].mean()
                     ax.plot(mean.index, mean.values, ls="--", color="grey", label="random map")
-            ax.set_title(f"{dataset}: {titles[variant]}", fontsize=9)
+            ax.set_title(f"{names.get(dataset, dataset)}\n{titles[variant]}", fontsize=9)
             ax.set_ylim(0, 1.02)
             ax.set_xlabel("quantile threshold q")
             ax.set_ylabel("IoU coverage")
-            handles, labels = ax.get_legend_handles_labels()
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
-    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
+    fig.legend(list(legend.values()), list(legend), loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -184,7 +196,7 @@ def plot_source_histogram(counts: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_seen_unseen(df: pd.DataFrame) -> plt.Figure:
+def plot_seen_unseen(df: pd.DataFrame, title: str | None = None) -> plt.Figure:
     """IoU coverage of seen vs unseen test images per method; bars: mean over seeds, whiskers: sd."""
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
     per_seed = df.groupby(["method", "split", "seed"], as_index=False)["iou"].mean()
@@ -193,6 +205,8 @@ def plot_seen_unseen(df: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
     ax.legend(title="test images", fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 

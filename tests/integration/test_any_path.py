@@ -80,16 +80,19 @@ def test_analyses_on_datasets_not_in_the_run_are_skipped_with_the_reason(folder)
     plan = {notebook: (parameters, why) for notebook, parameters, why in planned_analyses(run)}
     assert plan["06_figure2"][0]["datasets"] == [str(folder)]  # Figure 2: on the user's folder
     cfg = analyses_config(run)  # tiny.yaml's analyses: section
+    (case,) = cfg.unseen_cases()
+    unseen = f"09_unseen_{case.dataset}"  # notebook 09 runs once per case, named by its dataset
     for notebook, key, dataset in (("07_k_sweep", "k_dataset", cfg.k_dataset),
                                    ("08_visual_words", "words_dataset", cfg.words_dataset),
-                                   ("09_unseen", "unseen_dataset", cfg.unseen_dataset)):
+                                   (unseen, "unseen", case.dataset)):
         parameters, why = plan[notebook]
         assert parameters is None and f"{dataset!r} (params analyses.{key}) is not among" in why
     both = Run(run.params_file, (*run.datasets, cfg.k_dataset), run.results)
     plan = {notebook: parameters for notebook, parameters, _ in planned_analyses(both)}
-    # tiny.yaml names one dataset for all three; the notebooks read the k values and the
-    # held-out classes from the same params file
-    assert cfg.k_dataset == cfg.words_dataset == cfg.unseen_dataset
-    for notebook in ("07_k_sweep", "08_visual_words", "09_unseen"):
+    # tiny.yaml names one dataset for all three; the notebooks read the k values from the same
+    # params file, and 09 gets its case's held-out classes
+    assert cfg.k_dataset == cfg.words_dataset == case.dataset
+    for notebook in ("07_k_sweep", "08_visual_words"):
         assert plan[notebook] == {**both.base_parameters(), "dataset": cfg.k_dataset}
+    assert plan[unseen] == {**both.base_parameters(), "dataset": cfg.k_dataset, "heldout_classes": list(case.classes)}
     assert both.base_parameters()["params_file"] == "params/tiny.yaml"  # inside the project: relative

@@ -1,6 +1,6 @@
-"""A user's dataset (a folder path, not a registry name) gets a Table 1 whose rows, the random
-map's included, sit under one heading named by its results name, with no paper columns; and
-its folder is never written to."""
+"""A user's dataset (a folder path, not a registry name) gets a Table 1 column of its own, named
+by its results name, after the paper's six (not run here), with no paper numbers in it; its rows,
+the random map's included, are all there; and its folder is never written to."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
 
 
-def test_users_table1_has_one_heading_and_no_paper_columns(tmp_path, monkeypatch):
+def test_users_table1_has_its_own_column_after_the_papers(tmp_path, monkeypatch):
     monkeypatch.setenv("LVW_CACHE", str(tmp_path / "lvw_cache"))
     data = _folder(tmp_path / "My Photos" / "pets")
     before = _files(data)
@@ -43,8 +43,14 @@ def test_users_table1_has_one_heading_and_no_paper_columns(tmp_path, monkeypatch
     name = results_name(str(data))
     assert set(rows) == {name} and set(chance["dataset"]) == {name}
     md = table1.write_table1(table1.table1_long(params, datasets, rows, chance), tmp_path / "results")
-    assert [line for line in md.splitlines() if line.startswith("### ")] == [f"### {name}"]
-    assert "| Base + Grad-CAM" in md and "| Random map" in md
-    assert "paper," not in md and "None" not in md and "No paper number" in md
+    header = next(line for line in md.splitlines() if line.startswith("| method"))
+    columns = [c.strip() for c in header.strip().strip("|").split("|")]
+    assert columns[1:] == ["STL10 (ours: imagenette)", "Oxford Flower (ours: flowers102)",
+                           "Oxford-IIIT Pets (no offline data)", "Stanford-Dogs (ours: imagewoof)",
+                           "Food-101 (ours: food101_10)", "AWA2 (ours: animals22)", f"{name} (ours only)"]
+    base = next(line for line in md.splitlines() if line.startswith("| Base + Grad-CAM"))
+    assert "not run · paper 87.40" in base and base.rstrip(" |").endswith("± 0.00")  # ours only, last
+    assert "| Random map" in md and "None" not in md and "nan" not in md
+    assert f"- **{name} (ours only)**: A dataset of your own" in md
     assert (tmp_path / "results" / "table1.md").read_text() == md
     assert _files(data) == before, "the user's dataset folder was written to"

@@ -136,7 +136,7 @@ def test_every_output_is_under_results_named_by_the_folder(user, folder_run):
     assert set(table["dataset"]) == {name}
     # the analyses that need a named dataset say so, and why
     for notebook, key in (("07_k_sweep", "k_dataset"), ("08_visual_words", "words_dataset"),
-                          ("09_unseen", "unseen_dataset")):
+                          ("09_unseen_synthetic", "unseen")):
         assert f"skipped {notebook}: its dataset" in folder_run["log"]
         assert f"(params analyses.{key}) is not among this run's datasets ({user.folder})" in folder_run["log"]
 

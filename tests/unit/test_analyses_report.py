@@ -139,19 +139,90 @@ def _summary(dataset: str) -> pd.DataFrame:
     return summarise(long)
 
 
-def test_table1_of_a_users_dataset_has_no_paper_columns_and_one_heading():
+def _table(md: str, title: str) -> pd.DataFrame:
+    """The markdown table under the heading starting with ``title`` as a DataFrame of strings."""
+    block = md.split(f"### {title}")[1].split("\n\n")[1]
+    lines = [line.strip().strip("|").split("|") for line in block.splitlines() if line.startswith("|")]
+    header, body = [c.strip() for c in lines[0]], [[c.strip() for c in r] for r in lines[2:]]
+    return pd.DataFrame(body, columns=header).set_index("method")
+
+
+PAPER_HEADERS = ["STL10 (ours: imagenette)", "Oxford Flower (ours: flowers102)", "Oxford-IIIT Pets (no offline data)",
+                 "Stanford-Dogs (ours: imagewoof)", "Food-101 (ours: food101_10)", "AWA2 (ours: animals22)"]
+
+
+def test_table1_of_a_users_dataset_comes_after_the_papers_columns_not_run():
     from lvwlib.paper.tables import table1_markdown
 
     md = table1_markdown(_summary("food-876102a4"))
-    headings = [line for line in md.splitlines() if line.startswith("### ")]
-    assert headings == ["### food-876102a4"]
-    assert "paper," not in md and "None" not in md and "No paper number" in md
-    table = md.split("### food-876102a4")[1]
-    assert "| Random map" in table and "| LVW " in table  # every row under the one heading
+    acc = _table(md, "Accuracy")
+    assert list(acc.columns) == [*PAPER_HEADERS, "food-876102a4 (ours only)"]
+    assert list(acc.index) == ["Base + Grad-CAM", "LVW", "Random map", "seeds"]
+    # ours only in the user's column (mean ± std over the 2 seeds); the paper's columns: not run
+    assert acc.loc["LVW", "food-876102a4 (ours only)"] == "80.00 ± 0.00"
+    assert acc.loc["LVW", "STL10 (ours: imagenette)"] == "not run · paper 89.75"
+    assert acc.loc["LVW", "Oxford-IIIT Pets (no offline data)"] == "no offline data · paper 86.20"
+    assert acc.loc["seeds", "food-876102a4 (ours only)"] == "2"
+    assert "None" not in md and "nan" not in md
+    assert "- **food-876102a4 (ours only)**: A dataset of your own" in md
 
 
-def test_table1_of_a_stand_in_has_the_papers_numbers():
-    from lvwlib.paper.tables import table1_markdown
+def test_table1_in_the_papers_column_order_with_known_cells():
+    from lvwlib.paper.tables import summarise, table1_markdown
 
-    md = table1_markdown(_summary("imagenette"))
-    assert "accuracy % (paper, STL10)" in md and "89.75" in md and "No paper number" not in md
+    long = pd.DataFrame([
+        {"dataset": d, "method": m, "seed": seed, "accuracy": acc, "iou": iou}
+        for d in ("animals22", "flowers102", "imagenette") for seed in (0, 1, 2)
+        for m, acc, iou in (("Base + Grad-CAM", 0.90, 1.0), ("LVW", 0.80 + 0.01 * seed, 0.6 + 0.1 * seed),
+                            ("Random map", float("nan"), 0.33))
+    ])
+    md = table1_markdown(summarise(long))
+    acc, iou = _table(md, "Accuracy"), _table(md, "IoU coverage")
+    assert list(acc.columns) == list(iou.columns) == PAPER_HEADERS  # the paper's order, whatever the run's
+    # LVW on flowers102: accuracy 81 ± 1 (%), IoU 0.7 ± 0.1 over 3 seeds; the paper's Oxford Flower numbers beside
+    assert acc.loc["LVW", "Oxford Flower (ours: flowers102)"] == "81.00 ± 1.00 · paper 91.81"
+    assert iou.loc["LVW", "Oxford Flower (ours: flowers102)"] == "0.7000 ± 0.1000 · paper 0.7967"
+    assert acc.loc["Base + Grad-CAM", "AWA2 (ours: animals22)"] == "90.00 ± 0.00 · paper 93.66"
+    assert acc.loc["Random map", "STL10 (ours: imagenette)"] == "– · paper –"
+    assert iou.loc["Random map", "STL10 (ours: imagenette)"] == "0.3300 ± 0.0000 · paper –"
+    assert iou.loc["LVW", "Food-101 (ours: food101_10)"] == "not run · paper 0.6969"
+    assert acc.loc["seeds"].tolist() == ["3", "3", "no offline data", "not run", "not run", "3"]
+    assert "flowers17" not in md  # flowers17 left Table 1's columns
+
+
+def test_table1_flowers17_is_a_column_of_its_own():
+    from lvwlib.paper.tables import table1_columns
+
+    columns = table1_columns(["flowers17", "imagenette"])
+    assert [c.header for c in columns][-1] == "flowers17 (ours only)" and columns[0].run
+
+
+def test_paper_comparison_of_flowers102_number_by_number():
+    from lvwlib.paper.tables import ROW_ORDER, paper_comparison
+
+    cmp = paper_comparison(_summary("flowers102"), "flowers102").set_index("method")
+    assert list(cmp.index) == [m for m in ROW_ORDER if m != "SRAE"]  # the paper's six rows + random map
+    assert cmp.loc["Base + Grad-CAM", "paper accuracy %"] == 98.17
+    assert cmp.loc["Base + Grad-CAM", "difference (points)"] == pytest.approx(90.0 - 98.17)
+    assert cmp.loc["LVW", "paper IoU"] == 0.7967
+    assert cmp.loc["LVW", "difference (IoU)"] == pytest.approx(0.6 - 0.7967)
+    assert np.isnan(cmp.loc["ProtoPNet", "ours accuracy %"])  # not in this run
+
+
+def test_report_compares_flowers102_with_the_papers_column(tmp_path):
+    from lvwlib.paper.report import Results, report_markdown, same_data_sections
+
+    long = pd.DataFrame([
+        {"dataset": d, "method": m, "seed": seed, "accuracy": acc, "iou": iou}
+        for d in ("flowers102", "imagenette") for seed in (0, 1)
+        for m, acc, iou in (("Base + Grad-CAM", 0.9, 1.0), ("LVW", 0.85, 0.7))
+    ])
+    results = Results(tmp_path, ["flowers102", "imagenette"], long, None, None, None, None)
+    (section,) = same_data_sections(results)  # imagenette is a stand-in: no number-by-number section
+    assert section.startswith("### flowers102 against the paper's Oxford Flower column, number by number")
+    rows = {cells[0]: cells[1:] for line in section.splitlines() if line.startswith("| ")
+            for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    assert rows["LVW"] == ["91.81", "85.00", "-6.81", "0.7967", "0.7000", "-0.0967"]
+    assert rows["Base + Grad-CAM"] == ["98.17", "90.00", "-8.17", "1.0000", "1.0000", "+0.0000"]
+    assert rows["ProtoPNet"] == ["86.33", "–", "–", "0.3081", "–", "–"]  # a row of the paper we did not run
+    assert section in report_markdown(results, pd.DataFrame([{"claim": "x"}]))

@@ -125,6 +125,18 @@ def test_claim_unseen_known_answer():
     assert claim_unseen(_unseen(1, 0.6, 0.3, 0.2)).outcomes == [INCONCLUSIVE, INCONCLUSIVE]
 
 
+def test_claim_unseen_has_cases_per_dataset():
+    # two cases of Figure 5 (animals22, imagewoof): their images are never pooled
+    both = pd.concat([_unseen(3, 0.6, 0.3, 0.2).assign(dataset="animals22"),
+                      _unseen(3, 0.6, 0.6, 0.2).assign(dataset="imagewoof")], ignore_index=True)
+    claim = claim_unseen(both)
+    assert [c.name for c in claim.cases] == [
+        "animals22: LVW unseen vs seen", "animals22: LVW vs ProtoPNet, unseen",
+        "imagewoof: LVW unseen vs seen", "imagewoof: LVW vs ProtoPNet, unseen"]
+    assert claim.outcomes == [FAIL, PASS, PASS, PASS]
+    assert claim.cases[2].margin == pytest.approx(0.6 - 0.9 * 0.6, abs=0.01)
+
+
 def test_claims_table_without_results_is_not_measured():
     table = claims_table()
     assert len(table) == 7 and set(table["verdict"]) == {"not measured"}

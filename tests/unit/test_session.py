@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lvwlib.core.config import AnalysesConfig, load_params
+from lvwlib.core.config import AnalysesConfig, UnseenCase, load_params
 from lvwlib.experiment.names import results_name
 from lvwlib.store.paths import resolve
 from lvwlib.ui import session
@@ -46,12 +46,31 @@ def test_analyses_come_from_the_params(params, tmp_path):
     s = session.open(params, None, results_dir=tmp_path, load=False)
     assert s.analyses == session.read_analyses(params) == AnalysesConfig(
         figure2_dataset="synthetic", k_dataset="synthetic", k_values=(1, 2), words_dataset="synthetic",
-        unseen_dataset="synthetic", unseen_classes=("bar",))
+        unseen=(UnseenCase("synthetic", ("bar",)),))
     assert s.out_dir == tmp_path
     with pytest.raises(ValueError, match="no dataset"):
         s.prep  # noqa: B018
     del params["analyses"]
     assert session.read_analyses(params) == AnalysesConfig()  # defaults: the paper's setting
+
+
+def test_unseen_cases_default_and_older_single_case_keys(params):
+    from lvwlib.paper.figure5 import unseen_case
+
+    default = AnalysesConfig()
+    assert default.figure2_dataset == "food101_10"  # Figure 2 on Food-101, as in the paper
+    assert default.unseen_cases() == (UnseenCase("animals22", ("wolf", "bison")),
+                                      UnseenCase("imagewoof", ("n02089973", "n02096294")))
+    # a params file of the older form (unseen_dataset + unseen_classes) is one case
+    params["analyses"] = {"unseen_dataset": "synthetic", "unseen_classes": ["bar"]}
+    older = session.read_analyses(params)
+    assert older.unseen_cases() == (UnseenCase("synthetic", ("bar",)),)
+    # notebook 09's case: the first by default, a dataset's own classes, or the classes given
+    assert unseen_case(default) == UnseenCase("animals22", ("wolf", "bison"))
+    assert unseen_case(default, "imagewoof") == UnseenCase("imagewoof", ("n02089973", "n02096294"))
+    assert unseen_case(default, "imagewoof", ["n02086240"]) == UnseenCase("imagewoof", ("n02086240",))
+    with pytest.raises(ValueError, match="no held-out classes for 'flowers17'"):
+        unseen_case(default, "flowers17")
 
 
 def test_variants_change_only_what_leaves_data_and_base_alone(params, tmp_path):

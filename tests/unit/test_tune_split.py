@@ -118,3 +118,34 @@ def test_flowers102_torchvision_layout_gives_the_same_train_and_test(tmp_path: P
 def test_flowers102_missing_names_both_layouts(tmp_path: Path) -> None:
     with pytest.raises(D.DatasetNotFoundError, match=r"train/ \+ val/.*flowers-102"):
         D.load_dataset(DataConfig(name="flowers102", root=str(tmp_path / "nothing")))
+
+
+# The shared copies make reproduce runs on (skipped where `make data` has not linked them).
+SHARED_WITH_SPLITS = ("flowers102", "food101_10", "animals22")
+
+
+@pytest.mark.parametrize("dataset", SHARED_WITH_SPLITS)
+def test_shared_sets_train_on_nothing_of_tune_or_test(dataset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With default.yaml's settings for the dataset: tune/ (where there is one) is the validation
+    split, and no file of validation or test enters training: by path and by content."""
+    import hashlib
+
+    from lvwlib.core.config import load_params
+    from lvwlib.experiment.config import experiment_from_params
+    from lvwlib.store.paths import resolve
+
+    root = resolve("data") / dataset
+    if not (root / "train").is_dir():
+        pytest.skip(f"no data/{dataset} (make data links it)")
+    monkeypatch.setenv("LVW_DATA", str(resolve("data")))
+    b = D.load_dataset(experiment_from_params(load_params(resolve("params/default.yaml")), dataset).run.data)
+    assert b.val is not None
+    if (root / "tune").is_dir():
+        assert all(i.startswith("tune/") for i in b.val.ids)  # tune/ replaces the carved validation
+    assert all(i.startswith("train/") for i in b.train.ids)  # never tune/ or the test folder
+    assert all(not i.startswith(("train/", "tune/")) for i in b.test.ids)
+    files = {s: set(getattr(b, s).ids) for s in ("train", "val", "test")}
+    assert not files["train"] & (files["val"] | files["test"]) and not files["val"] & files["test"]
+    content = {s: {hashlib.sha256((root / i).read_bytes()).hexdigest() for i in ids} for s, ids in files.items()}
+    assert not content["train"] & (content["val"] | content["test"])  # no copy of a held-out image either
+    assert not content["val"] & content["test"]

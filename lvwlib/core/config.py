@@ -118,6 +118,11 @@ class AnalysesConfig:
     words_dataset: str = "imagenette"  # Figure 4 and the word gallery (STL10 stand-in)
     unseen_dataset: str = "imagewoof"  # Figure 5: classes held out of training
     unseen_classes: tuple[str, ...] = ("n02089973", "n02096294")  # English foxhound, Australian terrier
+    # Notebook 11, deletion / insertion with the whole model re-run: test images per dataset and
+    # seed (classes in turn, seeded order), equal steps over the pixels, the subset's seed.
+    faithfulness_images: Positive = 8
+    faithfulness_steps: Positive = 6
+    faithfulness_seed: int = 0
 
 
 # How the cells of a run are executed (lvwlib.experiment.runner); every engine runs the same cells.

@@ -10,7 +10,8 @@ Steps, in order (``--only`` runs some of them, without the up-to-date stamp):
 2. ``notebooks``: 01 and 02 on each dataset; 3. ``table1``: 03 on all of them;
 4. ``analyses``: 06 (Figure 2) on every dataset, 07-09 on the datasets named in the params'
    ``analyses:`` section (:class:`lvwlib.core.config.AnalysesConfig`), each skipped with a
-   message when its dataset is not among this run's; 5. ``report``: 10.
+   message when its dataset is not among this run's, then 11 (border diagnostic and
+   deletion / insertion faithfulness) on every dataset; 5. ``report``: 10.
    ``--analyses 0`` stops after Table 1.
 
 Every notebook runs through papermill's Python API (no shell: any path works) and is written
@@ -173,10 +174,11 @@ def analyses_config(run: Run) -> AnalysesConfig:
 
 
 def planned_analyses(run: Run) -> list[tuple[str, dict[str, Any] | None, str]]:
-    """``(notebook, parameters or None when skipped, why)`` for notebooks 06-09.
+    """``(notebook, parameters or None when skipped, why)`` for notebooks 06-09 and 11.
 
     Figure 2 runs on every dataset of the run; the k sweep, the word gallery and the unseen
-    classes on the dataset the params name for them, when it is among this run's datasets.
+    classes on the dataset the params name for them, when it is among this run's datasets;
+    the border diagnostic and faithfulness (11) on every dataset, last (before the report).
     """
     cfg = analyses_config(run)
     base = run.base_parameters()
@@ -198,11 +200,12 @@ def planned_analyses(run: Run) -> list[tuple[str, dict[str, Any] | None, str]]:
             plan.append((notebook, None, why))
         else:
             plan.append((notebook, {**base, "dataset": found}, f"dataset {found}"))
+    plan.append(("11_faithfulness", {**base, "datasets": list(run.datasets)}, "every dataset of the run"))
     return plan
 
 
 def run_analyses(run: Run) -> None:
-    """Notebooks 06-09 (each skipped, with a message, when its dataset is not in the run)."""
+    """Notebooks 06-09 and 11 (each skipped, with a message, when its dataset is not in the run)."""
     for notebook, parameters, why in planned_analyses(run):
         if parameters is None:
             print(f"skipped {notebook}: {why}", flush=True)

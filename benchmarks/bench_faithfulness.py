@@ -1,6 +1,6 @@
 """Benchmark (not a test): CPU cost of notebook 11's deletion / insertion curves per dataset and seed.
 
-    .venv/bin/python benchmarks/bench_faithfulness.py [--images 8] [--steps 6] [--datasets 5] [--seeds 3]
+    .venv/bin/python benchmarks/bench_faithfulness.py [--images 8] [--steps 5] [--datasets 5] [--seeds 3]
 
 Runs the real frozen trunk (EfficientNet-Lite0, 224 px, ONNX Runtime, params/default.yaml) on the
 perturbed images of 8 rows (7 maps + the random map) of one dataset and seed, exactly as
@@ -31,7 +31,7 @@ ROWS = 8  # Base + Grad-CAM, 6 methods, the random map
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--datasets", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()

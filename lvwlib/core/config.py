@@ -121,7 +121,7 @@ class AnalysesConfig:
     # Notebook 11, deletion / insertion with the whole model re-run: test images per dataset and
     # seed (classes in turn, seeded order), equal steps over the pixels, the subset's seed.
     faithfulness_images: Positive = 8
-    faithfulness_steps: Positive = 6
+    faithfulness_steps: Positive = 5
     faithfulness_seed: int = 0
 
 

@@ -274,6 +274,6 @@ def plot_curves(curves: pd.DataFrame) -> plt.Figure:
             ax.set_xlabel("fraction of pixels " + ("deleted" if mode == "deletion" else "inserted"))
             if c == 0:
                 ax.set_ylabel("probability of the predicted class")
-    axes[0, -1].legend(fontsize=7)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # outside: the curves stay visible
     fig.tight_layout()
     return fig

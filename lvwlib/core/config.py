@@ -138,6 +138,11 @@ class AnalysesConfig:
         if self.unseen_dataset is not None:
             return (UnseenCase(self.unseen_dataset, tuple(self.unseen_classes)),)
         return tuple(self.unseen)
+    # Notebook 11, deletion / insertion with the whole model re-run: test images per dataset and
+    # seed (classes in turn, seeded order), equal steps over the pixels, the subset's seed.
+    faithfulness_images: Positive = 8
+    faithfulness_steps: Positive = 5
+    faithfulness_seed: int = 0
 
 
 # How the cells of a run are executed (lvwlib.experiment.runner); every engine runs the same cells.

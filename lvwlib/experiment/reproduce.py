@@ -11,7 +11,8 @@ Steps, in order (``--only`` runs some of them, without the up-to-date stamp):
 4. ``analyses``: 06 (Figure 2) on every dataset, 07-08 on the datasets named in the params'
    ``analyses:`` section (:class:`lvwlib.core.config.AnalysesConfig`) and 09 once per case of
    ``analyses.unseen`` (written as ``09_unseen_<dataset>``), each skipped with a message when
-   its dataset is not among this run's; 5. ``report``: 10.
+   its dataset is not among this run's, then 11 (border diagnostic and deletion / insertion
+   faithfulness) on every dataset; 5. ``report``: 10.
    ``--analyses 0`` stops after Table 1.
 
 Every notebook runs through papermill's Python API (no shell: any path works) and is written
@@ -179,11 +180,12 @@ UNSEEN_NOTEBOOK = "09_unseen"  # run once per case of analyses.unseen, written a
 
 
 def planned_analyses(run: Run) -> list[tuple[str, dict[str, Any] | None, str]]:
-    """``(output name, parameters or None when skipped, why)`` for notebooks 06-09.
+    """``(output name, parameters or None when skipped, why)`` for notebooks 06-09 and 11.
 
     Figure 2 runs on every dataset of the run; the k sweep and the word gallery on the dataset
     the params name for them, and Figure 5 (09) on each ``analyses.unseen`` case, when its
-    dataset is among this run's datasets. The output name is the notebook's, but for 09:
+    dataset is among this run's datasets; the border diagnostic and faithfulness (11) on every
+    dataset, last (before the report). The output name is the notebook's, but for 09:
     ``09_unseen_<results name of the case's dataset>``.
     """
     cfg = analyses_config(run)
@@ -209,6 +211,7 @@ def planned_analyses(run: Run) -> list[tuple[str, dict[str, Any] | None, str]]:
             plan.append((output, None, why))
         else:
             plan.append((output, {**base, "dataset": found, **extra}, f"dataset {found}"))
+    plan.append(("11_faithfulness", {**base, "datasets": list(run.datasets)}, "every dataset of the run"))
     return plan
 
 
@@ -218,7 +221,7 @@ def source_notebook(output: str) -> str:
 
 
 def run_analyses(run: Run) -> None:
-    """Notebooks 06-09 (each skipped, with a message, when its dataset is not in the run)."""
+    """Notebooks 06-09 and 11 (each skipped, with a message, when its dataset is not in the run)."""
     for output, parameters, why in planned_analyses(run):
         if parameters is None:
             print(f"skipped {output}: {why}", flush=True)

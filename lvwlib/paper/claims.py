@@ -379,10 +379,46 @@ def _unseen_cases(unseen: pd.DataFrame, prefix: str) -> list[Case]:
     return cases
 
 
+FAITHFUL_BASE = "Base + Grad-CAM"  # rows of the faithfulness table that are no method's own words
+FAITHFUL_RANDOM = "Random map"
+
+
+def _paired(rows: pd.DataFrame, low: str, high: str) -> tuple[float, float]:
+    """Mean and standard error of the per-image paired difference ``rows[high] - rows[low]`` (images x seeds)."""
+    diff = (rows[high] - rows[low]).to_numpy(dtype=float)
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan
+    return float(diff.mean()), se
+
+
+def claim_faithful(faithfulness: pd.DataFrame | None) -> Claim:
+    """Each method's map against a random map on the same model, deletion and insertion (notebook 11).
+
+    A case per dataset and method; its margin is the weaker of the two paired differences in
+    standard errors (deletion: random AUC - the method's; insertion: the method's - random's; SEs of
+    the per-image differences over images and seeds), so it passes only when both exceed Z SEs.
+    """
+    claim = Claim("Each method's words are faithful to its own decision (not in the paper)",
+                  f"the method's own map beats a random map on its own model on both deletion (lower AUC) and "
+                  f"insertion (higher AUC), each by more than {Z:g} SE of the paired per-image difference")
+    if faithfulness is None or "random_deletion" not in faithfulness:
+        return claim
+    rows = faithfulness[~faithfulness["row"].isin([FAITHFUL_BASE, FAITHFUL_RANDOM])]
+    for (dataset, method), g in rows.groupby(["dataset", "row"], sort=False):
+        d, d_se = _paired(g, "deletion", "random_deletion")  # random's AUC - the method's: > 0 passes
+        i, i_se = _paired(g, "random_insertion", "insertion")  # the method's AUC - random's: > 0 passes
+        weaker = min((d, d_se), (i, i_se), key=lambda t: t[0] / t[1] if t[1] > 0 else math.copysign(math.inf, t[0]))
+        claim.cases.append(Case(
+            f"{dataset}, {method}",
+            f"deletion {g['deletion'].mean():.3f} vs random {g['random_deletion'].mean():.3f}, insertion "
+            f"{g['insertion'].mean():.3f} vs random {g['random_insertion'].mean():.3f} ({len(g)} image-seeds)",
+            weaker[0], weaker[1]))
+    return claim
+
+
 def claims_table(
     table1: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None, ksweep: pd.DataFrame | None = None,
     pairs: pd.DataFrame | None = None, unseen: pd.DataFrame | None = None,
-    n_test: dict[str, int] | None = None,
+    n_test: dict[str, int] | None = None, faithfulness: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every claim's row: claim, check, evidence (each case's margin ± uncertainty), case counts, verdict.
 
@@ -392,5 +428,6 @@ def claims_table(
     claims = [
         claim_accuracy_close(table1, n_test), claim_best_interpretable(table1, n_test), claim_iou_every_q(sweep),
         claim_alignment(table1), claim_k(ksweep), claim_similar_share(pairs), claim_unseen(unseen),
+        claim_faithful(faithfulness),
     ]
     return pd.DataFrame([c.row() for c in claims])

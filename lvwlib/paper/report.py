@@ -46,6 +46,14 @@ FIGURES: list[tuple[str, str, str]] = [
      "alignment on example test images.", "Figure 2(b), more images"),
     ("{dataset}/lvw_words", "LVW words as their source training patches (notebook 02).", "Figure 2(a)"),
     ("{dataset}/gradcam_examples", "Base model Grad-CAM on example test images.", "Figure 1"),
+    ("border_mean_maps_before_trunk_change", "Each method's mean map over the test set (max of its top-m maps "
+     "per image, min-max scaled, averaged; mean over seeds), per dataset, with the frozen zero-padded trunk.",
+     "none (border diagnostic, notebook 11)"),
+    ("border_mean_maps_after_trunk_change", "The same mean maps after the trunk change.",
+     "none (border diagnostic, notebook 11)"),
+    ("faithfulness_curves", "Deletion (top) and insertion (bottom) curves of every row's own map on its own "
+     "model, whole model re-run; mean over the image subset and seeds; dashed: a random map.",
+     "none (faithfulness, notebook 11)"),
 ]
 TABLES: list[tuple[str, str, str]] = [
     ("table1", "Accuracy and IoU coverage (q = 50) of every method in the paper's column order, mean ± sd over "
@@ -54,6 +62,11 @@ TABLES: list[tuple[str, str, str]] = [
     ("iou_paper_vs_reference", "IoU coverage by the paper's definition vs the reference code's variant.",
      "none"),
     ("random_map", "IoU of uniform-noise maps against Grad-CAM at every q, both variants.", "none"),
+    ("border_diagnostic_before_trunk_change", "Border share of push locations and of map peaks vs chance "
+     "(24/49), IoU before and after subtracting each method's mean map; frozen zero-padded trunk.", "none"),
+    ("border_diagnostic_after_trunk_change", "The border diagnostic after the trunk change.", "none"),
+    ("faithfulness", "Deletion / insertion AUC of every row's own map with the whole model re-run; mean ± sd "
+     "over seeds.", "none"),
 ]
 
 
@@ -86,6 +99,8 @@ class Results:
     ksweep: pd.DataFrame | None
     pairs: pd.DataFrame | None
     unseen: pd.DataFrame | None
+    faithfulness: pd.DataFrame | None = None  # per-image deletion / insertion AUCs (notebook 11)
+    border: pd.DataFrame | None = None  # border diagnostic per seed, every stage (notebook 11)
 
     def counts(self) -> dict[str, int | None]:
         """Rows of each table (None: missing)."""
@@ -108,8 +123,10 @@ def read_results(root: Path) -> Results:
     sweep = read("iou_vs_quantile.csv")
     if sweep is not None and "variant" in sweep:
         sweep = sweep[sweep["variant"] == "paper"]
+    stages = [pd.read_csv(p) for p in sorted(root.glob("border_diagnostic_*_seeds.csv"))]
     return Results(root, datasets, read("table1.csv"), sweep, read_all("k_sweep.csv"), read_all("class_pairs.csv"),
-                   read_all("unseen_iou.csv"))
+                   read_all("unseen_iou.csv"), read("faithfulness_images.csv"),
+                   pd.concat(stages, ignore_index=True) if stages else None)
 
 
 def measured_sections(results: Results) -> list[str]:
@@ -126,6 +143,29 @@ def measured_sections(results: Results) -> list[str]:
         u_md.columns = ["IoU mean", "IoU sd over seeds", "seeds"]
         sections.append("### Seen vs unseen classes (Figure 5; IoU coverage at q = 50)\n\n"
                         + u_md.reset_index().to_markdown(index=False, floatfmt=".3f"))
+    sections += beyond_iou_sections(results)
+    return sections
+
+
+def beyond_iou_sections(results: Results) -> list[str]:
+    """The border diagnostic (one block per stage: before and, once run, after the trunk change) and the
+    deletion / insertion table (notebook 11)."""
+    from lvwlib.paper import border, faithfulness  # late: the report reads CSVs only otherwise
+
+    sections = []
+    if results.border is not None:
+        for stage, rows in results.border.groupby("stage", sort=False):
+            body = border.summary_markdown(rows).split("\n", 2)[2]  # without its own title
+            sections.append(f"### Border diagnostic: {stage}\n\n" + body)
+    if results.faithfulness is not None:
+        per_image = results.faithfulness
+        n = int(per_image.groupby(["dataset", "row", "seed"]).size().max())
+        steps = None
+        curves = results.root / "faithfulness_curves.csv"
+        if curves.exists():
+            steps = int(pd.read_csv(curves)["fraction"].nunique() - 1)
+        body = faithfulness.summary_markdown(per_image, n, steps if steps is not None else "?").split("\n", 2)[2]
+        sections.append("### Deletion / insertion faithfulness\n\n" + body)
     return sections
 
 

@@ -79,6 +79,8 @@ def test_analyses_on_datasets_not_in_the_run_are_skipped_with_the_reason(folder)
     run = Run(resolve("params/tiny.yaml"), (absolute_dataset(str(folder)),), resolve("runs/unused"))
     plan = {notebook: (parameters, why) for notebook, parameters, why in planned_analyses(run)}
     assert plan["06_figure2"][0]["datasets"] == [str(folder)]  # Figure 2: on the user's folder
+    assert plan["11_faithfulness"][0]["datasets"] == [str(folder)]  # border and faithfulness: every dataset
+    assert list(plan)[-1] == "11_faithfulness"  # last of the analyses: the report reads its tables
     cfg = analyses_config(run)  # tiny.yaml's analyses: section
     (case,) = cfg.unseen_cases()
     unseen = f"09_unseen_{case.dataset}"  # notebook 09 runs once per case, named by its dataset

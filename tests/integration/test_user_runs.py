@@ -124,7 +124,7 @@ def test_every_output_is_under_results_named_by_the_folder(user, folder_run):
     assert name.startswith("food-")
     assert sorted(p.name for p in (results / "notebooks").iterdir()) == sorted(
         [f"01_base_model_{name}.ipynb", f"02_lvw_{name}.ipynb", "03_table1.ipynb", "06_figure2.ipynb",
-         "10_report.ipynb"])
+         "10_report.ipynb", "11_faithfulness.ipynb"])
     # Figure 2 runs on the user's folder; the report too
     assert {"figure2.png", "figure2.pdf", "figure2_words.csv", "run_figure2.json"} <= {
         p.name for p in (results / name).iterdir()}

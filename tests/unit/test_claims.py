@@ -139,4 +139,4 @@ def test_claim_unseen_has_cases_per_dataset():
 
 def test_claims_table_without_results_is_not_measured():
     table = claims_table()
-    assert len(table) == 7 and set(table["verdict"]) == {"not measured"}
+    assert len(table) == 8 and set(table["verdict"]) == {"not measured"}

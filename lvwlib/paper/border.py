@@ -1,0 +1,171 @@
+"""The border diagnostic of every Table 1 row (notebook 11): do explanations sit on the grid's edge?
+
+A frozen trunk that zero-pads gives the border cells of its h x w grid a position code shared
+by every image (:mod:`lvwlib.core.border`). For each method, dataset and seed this module
+measures, on the test set,
+
+- ``word_border``: the share of the words' push locations (:class:`~lvwlib.core.push.WordSource`
+  rows/cols) on the 24 border cells of a 7 x 7 grid (methods with words only);
+- ``peak_border``: the share of the peaks of each test image's top-m maps on the border
+  (the base model's row: its Grad-CAM's peak);
+- ``chance``: the border share of a uniform location, 24/49;
+- ``iou_grid`` and ``iou_centred``: IoU coverage against the base Grad-CAM of each image's
+  combined map (max over its m maps at grid resolution, min-max scaled), before and after
+  subtracting the method's mean map over the test set. Both are computed the same way, so
+  they differ only by the subtraction (``iou_grid`` takes the max before upsampling; Table 1's
+  IoU after, so the two differ slightly).
+
+The results carry a ``stage`` label ("before trunk change" by default) so a later run after
+a trunk change sits beside them in the same files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from lvwlib.core.border import border_share, chance_border_share, map_border_share, mean_map
+from lvwlib.core.metrics import iou_coverage
+from lvwlib.experiment.evaluate import EVAL_BATCH
+from lvwlib.experiment.models import TrainedModel
+from lvwlib.methods import registry
+
+STAGE_BEFORE = "before trunk change"
+COLUMNS = ("word_border", "peak_border", "chance", "iou_grid", "iou_centred")
+
+
+@torch.no_grad()
+def test_maps(model: TrainedModel, feats: torch.Tensor, m: int, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """The maps each test image is explained with, as in Table 1: feats [N, 2, Ct, h, w] -> [N, m', h, w]."""
+    out = [model.explain(feats[i : i + batch_size, 0].float(), m)[1].detach().float()
+           for i in range(0, feats.shape[0], batch_size)]
+    return torch.cat(out)
+
+
+def combined_grid(maps: torch.Tensor) -> torch.Tensor:
+    """Each image's maps [B, m, h, w] max-combined and min-max scaled: [B, h, w] (the terms of :func:`mean_map`)."""
+    combined = maps.float().amax(dim=1)
+    flat = combined.flatten(1)
+    low, high = flat.min(1).values.view(-1, 1, 1), flat.max(1).values.view(-1, 1, 1)
+    return (combined - low) / (high - low + 1e-8)
+
+
+def centred_iou(cams: torch.Tensor, maps: torch.Tensor, q: float, size: int) -> tuple[float, float, torch.Tensor]:
+    """(mean IoU of the combined maps, mean IoU after subtracting their mean map, the mean map [h, w]).
+
+    Args:
+        cams: [B, hc, wc] base Grad-CAM; maps: [B, m, h, w] the images' maps.
+    """
+    grid = combined_grid(maps)
+    mean = mean_map(maps)
+    plain = iou_coverage(cams, grid[:, None], q, size).mean().item()
+    centred = iou_coverage(cams, (grid - mean)[:, None], q, size).mean().item()
+    return plain, centred, mean
+
+
+def border_row(
+    maps: torch.Tensor, cams: torch.Tensor, q: float, size: int, push: list[Any] | None = None,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """One row of the diagnostic and the mean map [h, w].
+
+    Args:
+        maps: [N, m, h, w] the test images' maps; cams: [N, hc, wc] their base Grad-CAM.
+        push: the words' push sources (objects with ``row`` and ``col``); None without words.
+    """
+    h, w = maps.shape[-2:]
+    word = float("nan")
+    if push:
+        word = border_share(torch.tensor([p.row for p in push]), torch.tensor([p.col for p in push]), h, w)
+    plain, centred, mean = centred_iou(cams, maps, q, size)
+    row = {"word_border": word, "peak_border": map_border_share(maps), "chance": chance_border_share(h, w),
+           "iou_grid": plain, "iou_centred": centred}
+    return row, mean
+
+
+def border_rows(
+    prep: Any, base: Any, models: dict[str, TrainedModel], dataset: str, seed: int, stage: str = STAGE_BEFORE,
+) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
+    """The diagnostic of the base model's Grad-CAM and every model of one dataset and seed.
+
+    Args:
+        prep, base: the dataset's prepared data and the base model of ``seed``.
+        models: method name -> trained model, in Table 1 order.
+    Returns:
+        rows (dataset, seed, stage, method, :data:`COLUMNS`) and method label -> mean map [h, w]; the
+        first row is the base model's Grad-CAM (its peak; no words).
+    """
+    ev = prep.exp.run.eval
+    cams = base.test_cams[:, 0].float()
+    entries = [(model.label, test_maps(model, prep.test_feats, ev.top_m),
+                model.words.push if model.words is not None else None) for model in models.values()]
+    # the base row: Grad-CAM's peak on the grid the methods' maps live on (the tail output; Grad-CAM
+    # is stored resized), by average pooling
+    h, w = entries[0][1].shape[-2:] if entries else prep.test_feats.shape[-2:]
+    cam_grid = torch.nn.functional.adaptive_avg_pool2d(cams[:, None], (h, w))
+    entries.insert(0, (registry.label(registry.reference()), cam_grid, None))
+    rows, means = [], {}
+    for name, maps, push in entries:
+        row, mean = border_row(maps, cams, ev.quantile, ev.eval_size, push)
+        rows.append({"dataset": dataset, "seed": seed, "stage": stage, "method": name, **row})
+        means[name] = mean
+    return pd.DataFrame(rows), means
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds of every column, per stage, dataset and method (row order kept)."""
+    keys = ["stage", "dataset", "method"]
+    grouped = rows.groupby(keys, sort=False)[list(COLUMNS)]
+    out = grouped.mean().add_suffix(" mean").join(grouped.std().add_suffix(" sd"))
+    out["seeds"] = grouped.size()
+    return out.reset_index()
+
+
+def summary_markdown(rows: pd.DataFrame) -> str:
+    """The table as markdown: one line per stage, dataset and method, ``mean ± sd`` cells."""
+    s = summary(rows)
+    table = s[["stage", "dataset", "method", "seeds"]].copy()
+    for col in COLUMNS:
+        table[col] = [("–" if np.isnan(m) else f"{m:.3f}" + ("" if np.isnan(d) else f" ± {d:.3f}"))
+                      for m, d in zip(s[f"{col} mean"], s[f"{col} sd"], strict=True)]
+    return ("# Border diagnostic\n\nShare of word push locations (`word_border`) and of test-map peaks "
+            "(`peak_border`) on the border cells of the trunk grid, against a uniform location's share "
+            "(`chance`, 24/49 on 7 x 7); IoU coverage (q from the params) of each image's combined grid map "
+            "before (`iou_grid`) and after (`iou_centred`) subtracting the method's mean map. Mean ± sd over "
+            "seeds.\n\n" + table.to_markdown(index=False) + "\n")
+
+
+def plot_mean_maps(means: dict[str, dict[str, torch.Tensor]], title: str = "") -> plt.Figure:
+    """One panel per method (columns) and dataset (rows): the method's mean map, averaged over seeds.
+
+    Args:
+        means: dataset -> method label -> mean map [h, w] (already averaged over seeds).
+    """
+    datasets = list(means)
+    methods = list(dict.fromkeys(m for d in datasets for m in means[d]))
+    fig, axes = plt.subplots(len(datasets), len(methods), figsize=(1.9 * len(methods), 2.0 * len(datasets)),
+                             squeeze=False)
+    for r, d in enumerate(datasets):
+        for c, m in enumerate(methods):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if m in means[d]:
+                ax.imshow(means[d][m].numpy(), cmap="viridis", vmin=0, vmax=1)
+            if r == 0:
+                ax.set_title(m, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(d, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def file_stem(stage: str) -> str:
+    """``border_diagnostic_<stage in snake case>``: each stage's files sit beside the others'."""
+    slug = "".join(ch if ch.isalnum() else "_" for ch in stage.lower()).strip("_")
+    return f"border_diagnostic_{slug}"

@@ -1,0 +1,140 @@
+"""Known answers for notebook 11's rows: the batched whole-model curves and the border diagnostic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lvwlib.core.faithfulness import curve_auc, perturbation_curve
+from lvwlib.core.push import WordSource
+from lvwlib.paper.border import border_row, summary_markdown
+from lvwlib.paper.faithfulness import Perturbed, subset_indices
+
+S = 16
+
+
+def _region() -> torch.Tensor:
+    region = torch.zeros(S, S)
+    region[3:9, 5:12] = 1.0
+    return region
+
+
+def _trunk(images: torch.Tensor) -> torch.Tensor:
+    """A 'trunk' that passes the images on: [N, 3, S, S] -> the same (features = pixels)."""
+    return images.clone()
+
+
+def _head(region: torch.Tensor):
+    """Logits of 2 classes decided by the brightness inside ``region`` alone."""
+
+    def head(feats: torch.Tensor) -> torch.Tensor:
+        inside = (feats.mean(dim=1) * region).sum(dim=(1, 2)) / region.sum()
+        p1 = torch.sigmoid(12 * (inside - 0.5))
+        return torch.log(torch.stack([1 - p1, p1], dim=1))
+
+    return head
+
+
+def _images() -> torch.Tensor:
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, S, S) * 0.3
+    images[:, :, 3:9, 5:12] = 1.0
+    return images
+
+
+def test_batched_curves_equal_the_reference_curves() -> None:
+    images, region = _images(), _region()
+    head = _head(region)
+    sal = torch.rand(3, S, S, generator=torch.Generator().manual_seed(1))
+    target = torch.ones(3, dtype=torch.long)
+    p = Perturbed(_trunk, images, steps=5, batch_size=4)
+    ours = p.curves(head, p.interior(sal), target)
+    for mode in ("deletion", "insertion"):
+        ref = perturbation_curve(lambda x: torch.softmax(head(x), 1), images, sal, target, mode, steps=5)
+        torch.testing.assert_close(ours[mode], ref)
+
+
+def test_the_deciding_region_beats_its_complement_through_the_whole_model() -> None:
+    images, region = _images(), _region()
+    p = Perturbed(_trunk, images, steps=8)
+    head, target = _head(region), torch.ones(3, dtype=torch.long)
+    good = p.curves(head, p.interior(region.expand(3, S, S)), target)
+    bad = p.curves(head, p.interior((1 - region).expand(3, S, S)), target)
+    assert (curve_auc(good["deletion"]) < curve_auc(bad["deletion"])).all()
+    assert (curve_auc(good["insertion"]) > curve_auc(bad["insertion"])).all()
+
+
+def test_subset_is_stratified_seeded_and_sorted() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    idx = subset_indices(labels, 3, seed=0)
+    assert sorted(labels[idx].tolist()) == [0, 1, 2]
+    assert idx.tolist() == sorted(idx.tolist())
+    assert torch.equal(idx, subset_indices(labels, 3, seed=0))
+    assert len(subset_indices(labels, 100, seed=0)) == 9
+
+
+def test_border_row_of_maps_peaking_on_the_border() -> None:
+    maps = torch.zeros(4, 2, 7, 7)
+    maps[:, 0, 0, 3] = 1.0
+    maps[:, 1, 6, 6] = 1.0
+    cams = torch.rand(4, 7, 7, generator=torch.Generator().manual_seed(0))
+    push = [WordSource(image=0, row=0, col=0), WordSource(image=1, row=3, col=3)]
+    row, mean = border_row(maps, cams, 50.0, 28, push)
+    assert row["peak_border"] == 1.0
+    assert row["word_border"] == pytest.approx(0.5)
+    assert row["chance"] == pytest.approx(24 / 49)
+    assert mean.shape == (7, 7) and mean[0, 3] == pytest.approx(1.0, abs=1e-6)
+    # every image's map equals the mean map: nothing is left after subtracting it
+    assert 0.0 <= row["iou_centred"] <= 1.0 and 0.0 <= row["iou_grid"] <= 1.0
+    no_words, _ = border_row(maps, cams, 50.0, 28, None)
+    assert no_words["word_border"] != no_words["word_border"]  # nan
+
+
+def test_border_table_markdown_has_every_method() -> None:
+    rows = pd.DataFrame([{"dataset": "d", "seed": s, "stage": "before trunk change", "method": m,
+                          "word_border": 0.5, "peak_border": 0.6, "chance": 24 / 49, "iou_grid": 0.3,
+                          "iou_centred": 0.2} for s in (0, 1) for m in ("LVW", "ProtoPNet")])
+    md = summary_markdown(rows)
+    assert "LVW" in md and "ProtoPNet" in md and "0.500 ± 0.000" in md
+
+
+def _per_image(better: float) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in (0, 1, 2):
+        for image in range(8):
+            rand_d, rand_i = 0.5 + 0.05 * rng.standard_normal(2)
+            rows.append({"dataset": "d", "seed": seed, "row": "LVW", "image": image,
+                         "deletion": rand_d - better + 0.01 * rng.standard_normal(),
+                         "insertion": rand_i + better + 0.01 * rng.standard_normal(),
+                         "random_deletion": rand_d, "random_insertion": rand_i})
+            rows.append({"dataset": "d", "seed": seed, "row": "Random map", "image": image, "deletion": rand_d,
+                         "insertion": rand_i, "random_deletion": np.nan, "random_insertion": np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_faithful_claim_passes_a_clearly_better_map_and_not_an_equal_one() -> None:
+    from lvwlib.paper.claims import FAIL, INCONCLUSIVE, PASS, claim_faithful
+
+    assert [c.outcome for c in claim_faithful(_per_image(0.2)).cases] == [PASS]  # the random row is no case
+    assert claim_faithful(_per_image(0.0)).cases[0].outcome in (INCONCLUSIVE, FAIL, PASS)
+    assert claim_faithful(_per_image(-0.2)).cases[0].outcome == FAIL
+    assert claim_faithful(None).verdict == "not measured"
+
+
+def test_report_shows_each_border_stage_and_the_faithfulness_table(tmp_path) -> None:
+    from lvwlib.paper.report import read_results, report_markdown
+
+    (tmp_path / "d").mkdir()
+    for stage in ("before trunk change", "after trunk change"):
+        slug = stage.replace(" ", "_")
+        pd.DataFrame([{"dataset": "d", "seed": 0, "stage": stage, "method": "LVW", "word_border": 0.4,
+                       "peak_border": 0.5, "chance": 24 / 49, "iou_grid": 0.3, "iou_centred": 0.25}]).to_csv(
+            tmp_path / f"border_diagnostic_{slug}_seeds.csv", index=False)
+    _per_image(0.2).to_csv(tmp_path / "faithfulness_images.csv", index=False)
+    results = read_results(tmp_path)
+    md = report_markdown(results, pd.DataFrame([{"claim": "x"}]))
+    assert "### Border diagnostic: before trunk change" in md and "### Border diagnostic: after trunk change" in md
+    assert "### Deletion / insertion faithfulness" in md and "Random map" in md

@@ -19,7 +19,8 @@ def test_default_datasets_are_table1s_columns_in_the_papers_order():
 def test_default_params_run_figure5_per_case_and_figure2_on_every_dataset():
     run = Run(resolve("params/default.yaml"), TABLE1_DATASETS, resolve("runs/unused"))
     plan = {name: parameters for name, parameters, _ in planned_analyses(run)}
-    assert list(plan) == ["06_figure2", "07_k_sweep", "08_visual_words", "09_unseen_animals22", "09_unseen_imagewoof"]
+    assert list(plan) == ["06_figure2", "07_k_sweep", "08_visual_words", "09_unseen_animals22", "09_unseen_imagewoof",
+                          "11_faithfulness"]
     assert plan["06_figure2"]["datasets"] == list(TABLE1_DATASETS)
     assert plan["07_k_sweep"]["dataset"] == "imagewoof" and plan["08_visual_words"]["dataset"] == "imagenette"
     assert plan["09_unseen_animals22"]["dataset"] == "animals22"

@@ -80,6 +80,11 @@ class LVWConfig:
     lr_floor: float = 1e-6  # lower bound of any decayed lr (the reference code has none)
     batch_size: Positive = 64  # images per step
     tail_init: Literal["imagenet", "base"] = "imagenet"  # imagenet | base: start the tail from the fine-tuned base model
+    # uniform: words uniform in [0, 1) (the paper) | patches: each class's words start on latent
+    # patches of that class's training images (seeded); chosen per dataset on validation
+    # (docs/choices.md): with 10-65 images per class and ~25 epochs the uniform words of a
+    # 22-102-class set never all reach the data.
+    word_init: Literal["uniform", "patches"] = "uniform"
     seed: int = 0  # seed of initialisation and data order
 
 

@@ -112,6 +112,34 @@ class PrototypeNet(nn.Module):
         self.register_buffer("word_classes", class_identity(num_words, num_classes, words_per_class))
         self.reset_last_layer()
 
+    @torch.no_grad()
+    def init_words_on_patches(self, trunk: torch.Tensor, labels: torch.Tensor, seed: int) -> None:
+        """Place each class's words on latent patches of that class's training images.
+
+        Word j of class c = j // words_per_class becomes the latent vector Z[i, :, r, s] of a
+        training image i of class c and a cell (r, s), both drawn with a generator seeded by
+        ``seed`` (images with replacement, cells uniform over the h x w grid).
+
+        Args:
+            trunk: trunk features of the training images, [N, Ct, h, w] (any float dtype).
+            labels: their classes, [N] in 0..C-1.
+        Raises:
+            ValueError: a class without training images, or labels of another length.
+        """
+        if len(labels) != len(trunk):
+            raise ValueError(f"{len(labels)} labels for {len(trunk)} images")
+        generator = torch.Generator().manual_seed(seed)
+        owner = self.word_classes.argmax(dim=1)  # [M]: the class each word starts in
+        for c in range(self.num_classes):
+            words = (owner == c).nonzero().flatten()
+            images = (labels == c).nonzero().flatten()
+            if len(images) == 0:
+                raise ValueError(f"class {c} has no training images to place its words on")
+            picked = images[torch.randint(len(images), (len(words),), generator=generator)]
+            latent = self.latent(trunk[picked].to(self.words.device, torch.float32))  # [w, D, h, w]
+            cells = torch.randint(latent.shape[2] * latent.shape[3], (len(words),), generator=generator)
+            self.words[words] = latent.flatten(2)[torch.arange(len(words)), :, cells].to(self.words.dtype)
+
     @property
     def num_words(self) -> int:
         return self.words.shape[0]

@@ -57,6 +57,10 @@ def fit(ctx: FitContext) -> Fitted:
     cfg = ctx.settings["lvw"]
     seed_everything(ctx.seed)
     model = build_network(ctx.initial_tail(cfg.tail_init), ctx.feature_channels, ctx.num_classes, cfg)
+    if cfg.word_init == "patches":
+        # the unflipped view of the cached training features ([N, 2, Ct, h, w] -> [N, Ct, h, w])
+        feats, labels = ctx.data("train")
+        model.init_words_on_patches(feats[:, 0], labels, cfg.seed)
     state = train_prototype_net(
         model, ctx.source(cfg.beta_align > 0), None, None, cfg, checkpoint=ctx.checkpoint,
         progress=ctx.progress, runtime=ctx.runtime,

@@ -24,7 +24,7 @@ EXPLORE_PORT ?= 8866
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # jupyter refuses root without it (containers)
 CLASSROOM := $(sort $(wildcard notebooks/classroom/*.ipynb))
 
-.PHONY: help venv data test test-threads unit notebooks-test lint reproduce table1 cells check-params analyses report compare clean-cache lab explore quick classroom test-browser test-distributed
+.PHONY: help venv data test test-threads unit notebooks-test lint benchmark reproduce table1 cells check-params analyses report compare clean-cache lab explore quick classroom test-browser test-distributed
 
 help:
 	@echo "make test       - unit + integration tests and notebooks under nbval (tiny parameters)"
@@ -37,6 +37,7 @@ help:
 	@echo "make analyses   - Figures 2-5, word gallery and $(RESULTS)/README.md (after Table 1)"
 	@echo "make data       - link $(SHARED)/<name> into data/"
 	@echo "make lint       - ruff"
+	@echo "make benchmark  - every method's training step: images/s, FLOPs, % of the fp32 matmul peak (~1-3 min)"
 	@echo "make lab        - JupyterLab on the project kernel (builds .venv first)"
 	@echo "make quick      - every method on a small imagenette subset (params/quick.yaml), for the explorer and the classroom"
 	@echo "make explore    - the explorer as a web page (Voila, no code; EXPLORE_PARAMS=$(EXPLORE_PARAMS))"
@@ -68,6 +69,13 @@ data:
 
 lint: $(STAMP)
 	$(BIN)/ruff check lvwlib tests benchmarks
+
+# Every registered method's training step against this machine's measured fp32 matmul peak
+# (benchmarks/trainer_benchmark.py; a few steps per method, epochs extrapolated).
+BENCH_THREADS ?= 1
+BENCH_OUT ?= benchmarks/trainer_benchmark.md
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/trainer_benchmark.py --threads $(BENCH_THREADS) --out $(call quote,$(BENCH_OUT))
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS)

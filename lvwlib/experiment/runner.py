@@ -57,6 +57,7 @@ from typing import Any, TextIO
 import torch
 
 from lvwlib.core.config import EXECUTORS, CellsConfig, from_dict, load_params
+from lvwlib.data import load_dataset
 from lvwlib.experiment.config import Experiment, experiment_from_params
 from lvwlib.experiment.stages import base_for_seed, prepare, run_method
 from lvwlib.methods import registry
@@ -364,6 +365,61 @@ def _describe(summary: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) and v % 1 else f"{k} {v:g}" for k, v in summary.items())
 
 
+# Estimated seconds of a cell per 1,000 training images on one core (the median Table 1 cells of
+# a cold run on a 2-core machine, issue 17: LVW 140 s, ProtoPNet 115 s, ProtoTree 105 s; the
+# others scaled from the trainer benchmark, benchmarks/trainer_benchmark.py). Only the order in
+# which cells are submitted depends on them, never a result; an unknown method costs DEFAULT_COST.
+CELL_COST = {
+    "features": 60.0, "base_model": 40.0, "base": 10.0, "protopnet": 115.0, "protopshare": 60.0,
+    "prototree": 105.0, "srae": 30.0, "lvw_noalign": 120.0, "lvw": 140.0,
+}
+DEFAULT_COST = 100.0
+
+
+def cell_cost(cell: Cell, images: int) -> float:
+    """Estimated seconds of ``cell`` on an experiment of ``images`` training images (> 0)."""
+    per_thousand = CELL_COST.get(cell.method if cell.stage == "method" else cell.stage, DEFAULT_COST)
+    return max(per_thousand * images / 1000.0, 1e-6)
+
+
+def training_images(exp: Experiment) -> int:
+    """The number of training images of ``exp`` (listing its data); 1,000 when it cannot be listed
+    (the cell that needs the data then reports why)."""
+    try:
+        return len(load_dataset(exp.run.data).train)
+    except Exception:  # noqa: BLE001 - only an estimate; the features cell raises the real error
+        return 1000
+
+
+def schedule(deps: Mapping[Cell, tuple[Cell, ...]], images: Mapping[str, int]) -> list[Cell]:
+    """The cells in submission order: the longest chain of work first, datasets interleaved.
+
+    A cell's priority is its estimated cost plus the longest chain of cells that wait for it
+    (its critical path: a features cell carries everything of its dataset, ProtoPNet carries
+    ProtoPShare), so the workers start the long chains early and finish together. Every cell
+    outranks the cells that need it (costs are > 0), so the order respects the plan's needs.
+    Ties (cells of equally large datasets) alternate between experiments.
+
+    Args:
+        deps: :func:`plan`'s cells and what each needs.
+        images: training images of each experiment by name (missing: 1,000).
+    """
+    cost = {c: cell_cost(c, images.get(c.experiment, 1000)) for c in deps}
+    waiting: dict[Cell, list[Cell]] = {c: [] for c in deps}
+    for cell, needs in deps.items():
+        for need in needs:
+            waiting[need].append(cell)
+    chain: dict[Cell, float] = {}
+    for cell in reversed(in_order(deps)):  # every cell after those it needs: dependants first here
+        chain[cell] = cost[cell] + max((chain[w] for w in waiting[cell]), default=0.0)
+    names = list(dict.fromkeys(c.experiment for c in deps))
+    position: dict[Cell, int] = {}
+    for name in names:
+        mine = sorted((c for c in deps if c.experiment == name), key=lambda c: -chain[c])  # stable: plan order
+        position.update({c: i for i, c in enumerate(mine)})
+    return sorted(deps, key=lambda c: (-chain[c], position[c], names.index(c.experiment)))
+
+
 def run_cells(
     experiments: Experiment | Sequence[Experiment] | Mapping[str, Experiment],
     cfg: CellsConfig | None = None,
@@ -384,7 +440,9 @@ def run_cells(
 
     deps = plan(named)
     total, workers = len(deps), cfg.max_workers
-    pending = list(deps)  # not yet submitted, in plan order
+    # not yet submitted: longest chains first, datasets interleaved (a ready cell is submitted
+    # before a waiting one of higher priority)
+    pending = schedule(deps, {name: training_images(exp) for name, exp in named.items()})
     running: dict[Any, Cell] = {}
     outcomes: dict[Cell, CellOutcome | None] = {}
     start = time.perf_counter()

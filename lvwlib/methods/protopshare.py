@@ -244,6 +244,45 @@ def merge_step(model: PrototypeNet, dist: torch.Tensor, n_merges: int) -> list[t
 # ----------------------------------------------------------------------------- schedule
 
 
+class _FixedLatents:
+    """The latent maps Z of every training image, computed once for the whole merge schedule.
+
+    ProtoPShare changes only the words and the last layer: the tail and add-on are fixed, so
+    each merge step's three passes over the training set (descriptors, push, word scores)
+    would compute the same Z 3 x ``steps`` times. Z is computed here with exactly the batches
+    those passes use (a convolution's float result may depend on how many images share its
+    batch), and the passes then run on Z with the tail and add-on swapped for identities: the
+    same floats, bit for bit.
+
+    ``first``: [N, 1, D, h, w], unflipped images in batches of ``batch_size`` (descriptors
+    and push); ``both``: [N, 2, D, h, w], both orientations in the batches of
+    :func:`lvwlib.core.train.word_scores` (256 images, image-major).
+    """
+
+    def __init__(self, model: PrototypeNet, feats: torch.Tensor, batch_size: int, device: torch.device) -> None:
+        n = feats.shape[0]
+        with torch.no_grad():
+            first = [model.latent(feats[s : s + batch_size, 0].float().to(device)) for s in range(0, n, batch_size)]
+            self.first = torch.cat(first)[:, None]
+            both = []
+            for s in range(0, n, SCORES_BATCH):
+                x = feats[s : s + SCORES_BATCH][:, [0, 1]].flatten(0, 1).float().to(device)
+                z = model.latent(x)
+                both.append(z.view(-1, 2, *z.shape[1:]))
+            self.both = torch.cat(both)
+        self.tail, self.add_on = model.tail, model.add_on
+
+    def bypass(self, model: PrototypeNet) -> None:
+        """The passes read Z: tail and add-on become identities."""
+        model.tail, model.add_on = nn.Identity(), nn.Identity()
+
+    def restore(self, model: PrototypeNet) -> None:
+        model.tail, model.add_on = self.tail, self.add_on
+
+
+SCORES_BATCH = 256  # the batch of lvwlib.core.train.word_scores (its default), which train_last_layer uses
+
+
 def protopshare(
     model: PrototypeNet,
     feats: torch.Tensor,
@@ -290,13 +329,42 @@ def protopshare(
     )
     generator = torch.Generator().manual_seed(cfg.seed)
     origins: list[list[int]] = [[j] for j in range(words_before)]
+    # Under autocast the passes' latents differ (push autocasts, the descriptors do not): the
+    # shortcut is for float32 runs, the reference; otherwise every pass computes Z itself.
+    fixed = _FixedLatents(model, feats, cfg.batch_size, runtime.device) if not runtime.amp_active else None
+    try:
+        if fixed is not None:
+            fixed.bypass(model)
+        rows, origins, record = _merge_steps(model, feats, labels, cfg, ft_cfg, per_step, origins, generator,
+                                             progress, evaluate, runtime, fixed)
+    finally:
+        if fixed is not None:
+            fixed.restore(model)
+    return {
+        "model": model,
+        "words_before": words_before,
+        "words_after": model.num_words,
+        "steps": rows,
+        "origins": origins,
+        "push": record.as_rows() if record is not None else None,
+        "config": dataclasses.asdict(cfg),
+    }
+
+
+def _merge_steps(
+    model: PrototypeNet, feats: torch.Tensor, labels: torch.Tensor, cfg: ProtoPShareConfig, ft_cfg: LVWConfig,
+    per_step: int, origins: list[list[int]], generator: torch.Generator, progress: bool,
+    evaluate: Callable[[PrototypeNet], dict[str, float]] | None, runtime: Runtime, fixed: _FixedLatents | None,
+) -> tuple[list[dict[str, Any]], list[list[int]], PushRecord | None]:
+    """The merge-prune schedule of :func:`protopshare`: (rows, origins, last push record)."""
     rows: list[dict[str, Any]] = []
     record: PushRecord | None = None
-
+    first = fixed.first if fixed is not None else feats  # what descriptors and push read
+    both = fixed.both if fixed is not None else feats  # what the last-layer stage's word scores read
     bar = tqdm(range(cfg.steps), desc="ProtoPShare", disable=not progress)
     for step in bar:
         m = model.num_words
-        desc = min_distance_descriptors(model, feats, cfg.batch_size, runtime.device)  # [M, N]
+        desc = min_distance_descriptors(model, first, cfg.batch_size, runtime.device)  # [M, N]
         dist = pairwise_descriptor_distances(desc)  # [M, M]
         plan = plan_merges(dist, per_step)
         if not plan:  # a single word left: nothing to merge
@@ -310,14 +378,14 @@ def protopshare(
 
         # A merged word may now take a patch of an image of ANY of its classes.
         record = push_words(
-            model, feats, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
+            model, first, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
             runtime=runtime,
         )
         # The last layer was rebuilt: a fresh optimiser over the new parameter.
         optimiser = torch.optim.Adam(model.last_layer.parameters(), lr=ft_cfg.lr_last)
         if cfg.finetune_epochs > 0:
             fit = train_last_layer(
-                model, feats, labels, ft_cfg, optimiser, generator, batch_size=cfg.batch_size,
+                model, both, labels, ft_cfg, optimiser, generator, batch_size=cfg.batch_size,
                 runtime=runtime,
             )
         else:
@@ -334,21 +402,16 @@ def protopshare(
             "shared_words": int((model.word_classes.sum(dim=1) > 1).sum()),
             **{f"finetune_{k}": v for k, v in fit.items()},
         }
-        if evaluate is not None:
+        if evaluate is not None:  # on images: with the real tail and add-on
+            if fixed is not None:
+                fixed.restore(model)
             row.update(evaluate(model))
+            if fixed is not None:
+                fixed.bypass(model)
         rows.append(row)
         bar.set_postfix(words=model.num_words)
     bar.close()
-
-    return {
-        "model": model,
-        "words_before": words_before,
-        "words_after": model.num_words,
-        "steps": rows,
-        "origins": origins,
-        "push": record.as_rows() if record is not None else None,
-        "config": dataclasses.asdict(cfg),
-    }
+    return rows, origins, record
 
 
 # ----------------------------------------------------------------------------- the Table 1 row

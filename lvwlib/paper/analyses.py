@@ -108,16 +108,25 @@ def random_map_iou(
     return iou_coverage(cams, uniform_noise_maps(cams.shape[0], size, seed), q, size, variant)
 
 
+RANDOM_MAP_CHUNK = 64  # images per piece of the sweep (~13 MB per [64, 224, 224] float map)
+
+
 def random_map_sweep(
-    cams: torch.Tensor, qs: list[float], size: int, seed: int = 0
+    cams: torch.Tensor, qs: list[float], size: int, seed: int = 0, chunk: int = RANDOM_MAP_CHUNK
 ) -> dict[tuple[str, float], torch.Tensor]:
     """:func:`random_map_iou` for every q and both variants at once: {(variant, q): IoU [B]}.
 
     The same noise as ``random_map_iou(cams, q, size, variant, seed)``
-    (:func:`uniform_noise_maps`), upsampled and sorted once instead of per (q, variant);
-    equal bit for bit.
+    (:func:`uniform_noise_maps`, drawn whole), upsampled and sorted once instead of per
+    (q, variant); equal bit for bit. Every step is per image (upsampling, min-max scaling,
+    each map's own percentiles, its IoU), so the images go through in pieces of ``chunk``:
+    the same numbers, with the working set of a piece in the CPU's caches instead of every
+    image's [S, S] maps, sort buffers and masks at once (500 test images at 224 px: 2.5 s
+    instead of 4.7-5.9 s on one thread here).
     """
-    return iou_sweep(cams, uniform_noise_maps(cams.shape[0], size, seed), qs, size)
+    noise = uniform_noise_maps(cams.shape[0], size, seed)
+    parts = [iou_sweep(cams[i : i + chunk], noise[i : i + chunk], qs, size) for i in range(0, cams.shape[0], chunk)]
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
 def chance_iou(q: float, variant: str = "paper") -> float:

@@ -228,3 +228,25 @@ def test_config_validation_and_default_schedule():
         ProtoPShareConfig(merge_fraction=0.0)
     with pytest.raises(ValueError):
         ProtoPShareConfig(steps=-1)
+
+
+def test_latents_computed_once_give_the_same_floats_as_every_pass_computing_them(monkeypatch):
+    # a convolutional tail with batch norm (eval) and 70 images: the last batches are short
+    # (70 = 64 + 6 for descriptors and push, one batch of 70 x 2 for the word scores)
+    import lvwlib.methods.protopshare as ps
+
+    torch.manual_seed(0)
+    tail = nn.Sequential(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(6), nn.ReLU())
+    tail[1].running_mean.uniform_(-0.5, 0.5)
+    net = PrototypeNet(tail, 6, num_classes=3, words_per_class=3, feature_dim=5, seed=1).eval()
+    feats = torch.rand(70, 2, 4, 3, 3).half()
+    labels = torch.arange(70) % 3
+    cfg = ProtoPShareConfig(merge_fraction=0.2, steps=3, finetune_epochs=2)
+    lvw_cfg = LVWConfig(words_per_class=3, feature_dim=5, class_specific=True)
+    once = protopshare(net, feats, labels, cfg, lvw_cfg, progress=False)
+    monkeypatch.setattr(ps, "_FixedLatents", lambda *args: None)  # every pass through the tail, as before
+    every = protopshare(net, feats, labels, cfg, lvw_cfg, progress=False)
+    assert once["steps"] == every["steps"] and once["push"] == every["push"] and once["origins"] == every["origins"]
+    a, b = once["model"].state_dict(), every["model"].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert once["model"].tail is not net.tail and isinstance(once["model"].tail, nn.Sequential)  # restored

@@ -59,7 +59,8 @@ DIFFERENCES = {
     "imagenette": "Imagenette (10 easy ImageNet classes at 224 px) stands in for STL10 (10 classes at 96 px): "
                   "other images of a similar task, capped per class.",
     "flowers102": "The same data and official split as the paper (train on the official training set, test on "
-                  "its validation set); only the backbone and the training budget differ.",
+                  "its validation set); only the backbone, the training budget and LVW's words (ours start on "
+                  "class patches, docs/choices.md) differ.",
     "imagewoof": "Imagewoof (10 dog breeds of ImageNet) stands in for Stanford Dogs (120 breeds): a 10-class "
                  "subset-like stand-in, capped per class.",
     "food101_10": "Real Food-101 photos, but 10 of its 101 classes (150 training / 50 test images each): a subset.",

@@ -21,7 +21,7 @@ seed). A claim's verdict is the one all outcomes of its inconclusive cases would
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -211,15 +211,21 @@ def _n_test(table1: pd.DataFrame, dataset: str, n_test: dict[str, int] | None) -
     return n_test_images(table1.loc[table1["dataset"] == dataset, "accuracy"].tolist())
 
 
+def _seed_pairs(table1: pd.DataFrame, first: str, second: str, metric: str
+                ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(dataset, first's per-seed values, second's)`` for each dataset where both rows have ``metric``."""
+    for d in _datasets(table1):
+        a, b = _per_seed(table1, d, first, metric), _per_seed(table1, d, second, metric)
+        if a is not None and b is not None:
+            yield d, a, b
+
+
 def claim_accuracy_close(table1: pd.DataFrame | None, n_test: dict[str, int] | None = None) -> Claim:
     claim = Claim("LVW's accuracy is close to the base model's",
                   f"LVW accuracy >= base accuracy - {ACCURACY_TOLERANCE * 100:.0f} points, per dataset")
     if table1 is None:
         return claim
-    for d in _datasets(table1):
-        lvw, base = _per_seed(table1, d, "LVW", "accuracy"), _per_seed(table1, d, "Base + Grad-CAM", "accuracy")
-        if lvw is None or base is None:
-            continue
+    for d, lvw, base in _seed_pairs(table1, "LVW", "Base + Grad-CAM", "accuracy"):
         n = _n_test(table1, d, n_test)
         (a, se_a), (b, se_b) = accuracy_mean_se(lvw, n), accuracy_mean_se(base, n)
         claim.cases.append(Case(d, f"{a * 100:.1f} vs {b * 100:.1f} ({n} test images)",
@@ -268,10 +274,7 @@ def claim_alignment(table1: pd.DataFrame | None) -> Claim:
     claim = Claim("Attention alignment is what raises IoU", "LVW mean IoU > LVW w/o alignment mean IoU, per dataset")
     if table1 is None:
         return claim
-    for d in _datasets(table1):
-        a, b = _per_seed(table1, d, "LVW", "iou"), _per_seed(table1, d, "LVW w/o alignment", "iou")
-        if a is None or b is None:
-            continue
+    for d, a, b in _seed_pairs(table1, "LVW", "LVW w/o alignment", "iou"):
         claim.cases.append(Case(d, f"{a.mean():.3f} vs {b.mean():.3f}", float(a.mean() - b.mean()),
                                 _diff_se(seed_se(a), seed_se(b))))
     return claim

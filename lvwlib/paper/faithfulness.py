@@ -74,13 +74,15 @@ def random_grid_maps(n: int, h: int, w: int, seed: int) -> torch.Tensor:
     return torch.rand(n, 1, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-def interior_images(images: torch.Tensor, saliency: torch.Tensor, steps: int) -> torch.Tensor:
+def interior_images(images: torch.Tensor, saliency: torch.Tensor, steps: int,
+                    blur: torch.Tensor | None = None) -> torch.Tensor:
     """The perturbed images of steps 1 .. steps-1 of both modes: [2, steps - 1, B, 3, S, S].
 
     Step s changes the ``s * ceil(S*S / steps)`` most salient pixels, as
     :func:`lvwlib.core.faithfulness.perturbation_curve`; mode 0 deletes them (sets them to 0),
     mode 1 inserts them into the blurred image. Steps 0 and ``steps`` (the intact, black and
-    blurred images) are shared by every map and are not repeated here.
+    blurred images) are shared by every map and are not repeated here. ``blur``: the images'
+    blurred copy (:func:`lvwlib.core.faithfulness.blurred`) when the caller has made it already.
     """
     b, _, h, w = images.shape
     order = pixel_order(saliency)  # [B, HW]
@@ -88,7 +90,7 @@ def interior_images(images: torch.Tensor, saliency: torch.Tensor, steps: int) ->
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w).expand(b, -1).contiguous())
     rank = rank.view(b, 1, h, w)
-    blur = blurred(images)
+    blur = blurred(images) if blur is None else blur
     out = torch.empty(2, steps - 1, *images.shape)
     for s in range(1, steps):
         changed = rank < s * per_step
@@ -104,7 +106,8 @@ class Perturbed:
                  batch_size: int = 64) -> None:
         self.trunk, self.images, self.steps, self.batch_size = trunk, images, steps, batch_size
         b = images.shape[0]
-        ends = self.features(torch.cat([images, torch.zeros_like(images), blurred(images)]))
+        self.blurred_images = blurred(images)  # [B, 3, S, S]: every map's insertion starts from it
+        ends = self.features(torch.cat([images, torch.zeros_like(images), self.blurred_images]))
         self.intact, self.black, self.blur = ends[:b], ends[b : 2 * b], ends[2 * b :]
 
     @torch.no_grad()
@@ -115,7 +118,7 @@ class Perturbed:
 
     def interior(self, saliency: torch.Tensor) -> torch.Tensor:
         """Features [2, steps - 1, B, Ct, h, w] of :func:`interior_images` of ``saliency`` [B, S, S]."""
-        x = interior_images(self.images, saliency, self.steps)
+        x = interior_images(self.images, saliency, self.steps, self.blurred_images)
         feats = self.features(x.flatten(0, 2))
         return feats.view(2, self.steps - 1, self.images.shape[0], *feats.shape[1:])
 

@@ -51,13 +51,18 @@ def map_border_share(maps: torch.Tensor) -> float:
     return border_share(rows, cols, maps.shape[-2], maps.shape[-1])
 
 
+def combined_grid(maps: torch.Tensor) -> torch.Tensor:
+    """Each image's maps [B, m, h, w] max-combined and min-max scaled: [B, h, w] (IoU coverage's combination)."""
+    combined = maps.float().amax(dim=1)  # [B, h, w]
+    flat = combined.flatten(1)
+    low, high = flat.min(1).values.view(-1, 1, 1), flat.max(1).values.view(-1, 1, 1)
+    return (combined - low) / (high - low + 1e-8)
+
+
 def mean_map(maps: torch.Tensor) -> torch.Tensor:
     """A method's mean map [h, w]: each image's maps [B, m, h, w] max-combined, min-max scaled, averaged.
 
     The combination is the one IoU coverage uses at grid resolution, so the mean
     shows where a method's explanations sit regardless of the image.
     """
-    combined = maps.float().amax(dim=1)  # [B, h, w]
-    flat = combined.flatten(1)
-    low, high = flat.min(1).values.view(-1, 1, 1), flat.max(1).values.view(-1, 1, 1)
-    return ((combined - low) / (high - low + 1e-8)).mean(dim=0)
+    return combined_grid(maps).mean(dim=0)

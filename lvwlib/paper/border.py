@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lvwlib.core.border import border_share, chance_border_share, map_border_share, mean_map
+from lvwlib.core.border import border_share, chance_border_share, combined_grid, map_border_share
 from lvwlib.core.metrics import iou_coverage
 from lvwlib.experiment.evaluate import EVAL_BATCH
 from lvwlib.experiment.models import TrainedModel
@@ -46,22 +46,14 @@ def test_maps(model: TrainedModel, feats: torch.Tensor, m: int, batch_size: int 
     return torch.cat(out)
 
 
-def combined_grid(maps: torch.Tensor) -> torch.Tensor:
-    """Each image's maps [B, m, h, w] max-combined and min-max scaled: [B, h, w] (the terms of :func:`mean_map`)."""
-    combined = maps.float().amax(dim=1)
-    flat = combined.flatten(1)
-    low, high = flat.min(1).values.view(-1, 1, 1), flat.max(1).values.view(-1, 1, 1)
-    return (combined - low) / (high - low + 1e-8)
-
-
 def centred_iou(cams: torch.Tensor, maps: torch.Tensor, q: float, size: int) -> tuple[float, float, torch.Tensor]:
     """(mean IoU of the combined maps, mean IoU after subtracting their mean map, the mean map [h, w]).
 
     Args:
         cams: [B, hc, wc] base Grad-CAM; maps: [B, m, h, w] the images' maps.
     """
-    grid = combined_grid(maps)
-    mean = mean_map(maps)
+    grid = combined_grid(maps)  # [B, h, w]
+    mean = grid.mean(dim=0)  # the method's mean map (lvwlib.core.border.mean_map)
     plain = iou_coverage(cams, grid[:, None], q, size).mean().item()
     centred = iou_coverage(cams, (grid - mean)[:, None], q, size).mean().item()
     return plain, centred, mean

@@ -45,6 +45,10 @@ class BackboneConfig:
     weights: str = "imagenet"  # imagenet | none | path to a local state_dict file
     tail: str = "head"  # trainable tail: see lvwlib.backbones.split.TAIL_SPLITS for each backbone
     runtime: str = "onnx"  # trunk features computed by: onnx (ONNX Runtime, ~3x faster) | eager (PyTorch)
+    # what the convolutions see beyond the image edge: zeros (their zero padding, the weights' own) |
+    # reflect (every padded conv of the backbone reflect-pads) | context (the image reflect-padded by one
+    # output cell per side before the trunk, the inner grid kept); lvwlib.backbones.border, issue 15
+    border: Literal["zeros", "reflect", "context"] = "zeros"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ does not even carry them.
     python -m lvwlib calibrate --params params/default.yaml \\
         --variants params/calibration.yaml --datasets imagenette flowers17 --out results/calibration
 
+Beside the validation numbers, every row carries the border diagnostic (issue 15) on the validation
+split: the share of the words' push locations (``word_border``) and of the peaks of each validation
+image's top-m maps (``peak_border``; the base row: its Grad-CAM's peak) on the border cells of the
+grid, against a uniform location's share (``chance``, 24/49 on 7 x 7). So the trunk variants of
+``params/calibration_trunk.yaml`` (``backbone.border``) can be chosen on accuracy, IoU and border share.
+
 ``--curve METHOD --curve-epochs N`` instead records a method's validation accuracy
 against training epochs (methods with a :attr:`~lvwlib.methods.registry.Method.curve`:
 ProtoTree), to choose its number of epochs.
@@ -26,13 +32,17 @@ from typing import Any
 
 import pandas as pd
 
+from lvwlib.core.border import cams_on_grid, location_shares
 from lvwlib.core.config import CellsConfig, load_params
 from lvwlib.experiment.config import deep_merge, experiment_from_params
+from lvwlib.experiment.models import explained_maps, load_model, push_cells
 from lvwlib.experiment.runner import Cell, add_executor_flags, executor_config, run_cells
-from lvwlib.experiment.stages import base_for_seed, fit_context, prepare
+from lvwlib.experiment.stages import Prepared, base_for_seed, fit_context, prepare
 from lvwlib.methods import registry
 from lvwlib.store.paths import resolve
 from lvwlib.store.records import RunRecord, write_table
+
+BORDER_COLUMNS = ("word_border", "peak_border", "chance")  # the border diagnostic of each row (validation)
 
 
 def variant_params(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -49,11 +59,13 @@ def calibrate(
     cfg: CellsConfig | None = None,
     log=print,
 ) -> pd.DataFrame:
-    """One row per (dataset, variant, method, seed): validation accuracy and IoU, base val accuracy.
+    """One row per (dataset, variant, method, seed): validation accuracy and IoU, base val accuracy,
+    the border diagnostic; the base model's own row first for each (dataset, variant, seed).
 
     Returns:
         columns dataset, variant, method, seed, val_accuracy, val_iou, base_val_accuracy, gap
-        (val_accuracy - base_val_accuracy, in accuracy units), wall_s.
+        (val_accuracy - base_val_accuracy, in accuracy units), wall_s, word_border, peak_border,
+        chance (:func:`validation_border`).
     ``cfg``: how the runner runs the cells (default: inline, in this process).
 
     Raises:
@@ -78,22 +90,52 @@ def calibrate(
     outcomes = report.outcomes
     rows = []
     for name, (dataset, variant) in names.items():
+        prep = prepare(experiments[name], progress=False)  # the cached features the cells used
         for seed in seeds:
             base_val = outcomes[Cell(name, "method", seed, base)].result["val"]["accuracy"]
-            for method in methods:
+            borders = validation_border(prep, seed, [m for m in methods if m != base])
+            for method in dict.fromkeys([base, *methods]):
                 outcome = outcomes[Cell(name, "method", seed, method)]
                 val = outcome.result["val"]
                 row = {
                     "dataset": dataset, "variant": variant, "method": method, "seed": seed,
                     "val_accuracy": val["accuracy"], "val_iou": val["iou"], "base_val_accuracy": base_val,
-                    "gap": val["accuracy"] - base_val, "wall_s": round(outcome.seconds, 1),
+                    "gap": val["accuracy"] - base_val, "wall_s": round(outcome.seconds, 1), **borders[method],
                 }
                 rows.append(row)
                 log(
                     f"{dataset} {variant} {method} seed {seed}: val acc {row['val_accuracy']:.3f} "
-                    f"(base {base_val:.3f}, gap {100 * row['gap']:+.1f} pt), val IoU {row['val_iou']:.3f}"
+                    f"(base {base_val:.3f}, gap {100 * row['gap']:+.1f} pt), val IoU {row['val_iou']:.3f}, "
+                    f"peaks on the border {row['peak_border']:.2f} (chance {row['chance']:.2f})"
                 )
     return pd.DataFrame(rows)
+
+
+def validation_border(prep: Prepared, seed: int, methods: list[str]) -> dict[str, dict[str, float]]:
+    """The border diagnostic (:func:`lvwlib.core.border.location_shares`) of the base model and of each
+    trained ``method`` of ``seed`` on the VALIDATION split, as notebook 11 measures it on the test set.
+
+    The models come from the cache (the calibration's cells trained them). A method's peaks are those
+    of the top-m maps each validation image is explained with; the base row's is its Grad-CAM's peak on
+    the methods' grid (average-pooled, :func:`lvwlib.core.border.cams_on_grid`).
+
+    Returns:
+        method -> {word_border, peak_border, chance}, the base model under its registry name.
+    """
+    if prep.val_feats is None:
+        raise ValueError("the border diagnostic of a calibration needs a validation split")
+    m, dataset = prep.exp.run.eval.top_m, prep.exp.run.data.name
+    out, grid = {}, None
+    for method in methods:
+        model = load_model(prep.exp, dataset, method, seed, prep=prep)
+        maps = explained_maps(model, prep.val_feats, m)  # [Nv, m', h, w]
+        out[method] = location_shares(maps, *push_cells(model.words.push if model.words is not None else None))
+        grid = maps.shape[-2:]
+    base = base_for_seed(prep, seed, progress=False)
+    cams = base.cams("val")[:, 0].float()  # [Nv, hc, wc], the image (not its flip)
+    h, w = grid if grid is not None else prep.val_feats.shape[-2:]
+    out[registry.reference()] = location_shares(cams_on_grid(cams, h, w))
+    return out
 
 
 class _Lines:
@@ -133,9 +175,11 @@ def training_curve(
 
 
 def calibration_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds per (dataset, variant, method), plus the worst seed's gap."""
+    """Mean over seeds per (dataset, variant, method), plus the worst seed's gap (border shares too)."""
     grouped = rows.groupby(["dataset", "variant", "method"], sort=False)
-    table = grouped[["val_accuracy", "val_iou", "base_val_accuracy", "gap"]].mean()
+    columns = ["val_accuracy", "val_iou", "base_val_accuracy", "gap"]
+    columns += [c for c in BORDER_COLUMNS if c in rows]  # rows recorded before the border diagnostic lack them
+    table = grouped[columns].mean()
     table["worst_gap"] = grouped["gap"].min()
     table["seeds"] = grouped["seed"].count()
     return table.reset_index()

@@ -87,6 +87,10 @@ def calibrate(
                     "dataset": dataset, "variant": variant, "method": method, "seed": seed,
                     "val_accuracy": val["accuracy"], "val_iou": val["iou"], "base_val_accuracy": base_val,
                     "gap": val["accuracy"] - base_val, "wall_s": round(outcome.seconds, 1),
+                    # a method's own validation measures beside Table 1's (ProtoTree: the accuracy of each
+                    # inference strategy, their fidelity to the soft tree, near-uniform leaves)
+                    **{f"val_{k}": v for k, v in outcome.result.get("strategies", {}).get("val", {}).items()
+                       if k != "images"},
                 }
                 rows.append(row)
                 log(
@@ -135,7 +139,8 @@ def training_curve(
 def calibration_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds per (dataset, variant, method), plus the worst seed's gap."""
     grouped = rows.groupby(["dataset", "variant", "method"], sort=False)
-    table = grouped[["val_accuracy", "val_iou", "base_val_accuracy", "gap"]].mean()
+    extra = [c for c in rows.columns if c.startswith("val_") and c not in ("val_accuracy", "val_iou")]
+    table = grouped[["val_accuracy", "val_iou", "base_val_accuracy", "gap", *extra]].mean()
     table["worst_gap"] = grouped["gap"].min()
     table["seeds"] = grouped["seed"].count()
     return table.reset_index()

@@ -101,6 +101,10 @@ def calibrate(
                     "dataset": dataset, "variant": variant, "method": method, "seed": seed,
                     "val_accuracy": val["accuracy"], "val_iou": val["iou"], "base_val_accuracy": base_val,
                     "gap": val["accuracy"] - base_val, "wall_s": round(outcome.seconds, 1), **borders[method],
+                    # a method's own validation measures beside Table 1's (ProtoTree: the accuracy of each
+                    # inference strategy, their fidelity to the soft tree, near-uniform leaves)
+                    **{f"val_{k}": v for k, v in outcome.result.get("strategies", {}).get("val", {}).items()
+                       if k != "images"},
                 }
                 rows.append(row)
                 log(
@@ -179,6 +183,7 @@ def calibration_table(rows: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby(["dataset", "variant", "method"], sort=False)
     columns = ["val_accuracy", "val_iou", "base_val_accuracy", "gap"]
     columns += [c for c in BORDER_COLUMNS if c in rows]  # rows recorded before the border diagnostic lack them
+    columns += [c for c in rows.columns if c.startswith("val_") and c not in ("val_accuracy", "val_iou")]
     table = grouped[columns].mean()
     table["worst_gap"] = grouped["gap"].min()
     table["seeds"] = grouped["seed"].count()

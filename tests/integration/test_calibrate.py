@@ -60,3 +60,15 @@ def test_trunk_variants_carry_the_validation_border_diagnostic(params):
     assert any("synthetic context lvw_noalign seed 0:" in line and "peaks on the border" in line for line in lines)
     table = calibration_table(rows)
     assert {"word_border", "peak_border", "chance"} <= set(table.columns) and len(table) == 6
+
+def test_prototree_variants_record_every_strategy(params):
+    # Table 1's (the val_accuracy) is the headline strategy's; the three are recorded beside it.
+    variants = {"defaults": {}, "official": {"prototree": {"add_on": "official", "headline": "soft",
+                                                           "warm_bn_frozen": False, "prune_root_children": False}}}
+    rows = calibrate(params, variants, ["synthetic"], [0], ("prototree",), log=lambda s: None)
+    defaults, official = rows.iloc[0], rows.iloc[1]
+    assert defaults["val_accuracy"] == pytest.approx(defaults["val_acc_greedy"])
+    assert official["val_accuracy"] == pytest.approx(official["val_acc_soft"])
+    for column in ("val_acc_sample_max", "val_fidelity_greedy", "val_fidelity_sample_max", "val_near_uniform_greedy"):
+        assert rows[column].between(0, 1).all()
+    assert "val_acc_soft" in calibration_table(rows).columns

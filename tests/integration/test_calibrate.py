@@ -40,3 +40,11 @@ def test_a_training_curve_and_the_command_line(params, tmp_path):
     assert main(["--params", str(params_file), "--variants", str(variants), "--datasets", "synthetic",
                  "--out", str(out)]) == 0
     assert (out / "calibration_synthetic.md").read_text().count("lvw_noalign") == 1
+
+
+def test_protopshare_curve_trains_its_protopnet_first_and_has_a_row_per_merge_step(params):
+    # its ProtoPNet (Method.needs) is trained by the curve itself; step 0 is that ProtoPNet
+    values = {**params, "protopshare": {"merge_fraction": 0.2, "finetune_epochs": 1, "joint_epochs": 1}}
+    curve = training_curve(values, "synthetic", "protopshare", seed=0, epochs=2)
+    assert list(curve["step"]) == [0, 1, 2] and curve["val_accuracy"].between(0, 1).all()
+    assert curve["words_after"].is_monotonic_decreasing and curve["joint_loss"].iloc[1:].notna().all()

@@ -19,7 +19,9 @@ grid, against a uniform location's share (``chance``, 24/49 on 7 x 7). So the tr
 
 ``--curve METHOD --curve-epochs N`` instead records a method's validation accuracy
 against training epochs (methods with a :attr:`~lvwlib.methods.registry.Method.curve`:
-ProtoTree), to choose its number of epochs.
+ProtoTree; ProtoPShare against merge steps, N = steps), to choose its number of epochs.
+With ``--only VARIANT ...`` the curve is recorded once per named variant of ``--variants``
+(a ``variant`` column), e.g. ProtoPShare with and without joint epochs between merges.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ import pandas as pd
 from lvwlib.core.border import cams_on_grid, location_shares
 from lvwlib.core.config import CellsConfig, load_params
 from lvwlib.experiment.config import deep_merge, experiment_from_params
+from lvwlib.experiment.keys import method_settings
 from lvwlib.experiment.models import explained_maps, load_model, push_cells
 from lvwlib.experiment.runner import Cell, add_executor_flags, executor_config, run_cells
-from lvwlib.experiment.stages import Prepared, base_for_seed, fit_context, prepare
+from lvwlib.experiment.stages import Prepared, base_for_seed, fit_context, fit_method, prepare
 from lvwlib.methods import registry
+from lvwlib.methods.registry import Needed
 from lvwlib.store.paths import resolve
 from lvwlib.store.records import RunRecord, write_table
 
@@ -165,6 +169,8 @@ def training_curve(
 ) -> pd.DataFrame:
     """Validation accuracy of ``method`` against training epochs (one run, evaluated every ``eval_every``).
 
+    The methods it needs (ProtoPShare: its ProtoPNet) are trained first, or loaded from their checkpoints.
+
     Returns: the method's curve rows (e.g. epoch, loss, train_acc_soft, val_acc_soft), with dataset and seed.
     """
     spec = registry.get(method)
@@ -174,7 +180,9 @@ def training_curve(
     exp = experiment_from_params(params, dataset)
     prep = prepare(exp, progress=progress)
     base = base_for_seed(prep, seed, progress=progress)
-    rows = spec.curve(fit_context(prep, base, method, seed, progress), epochs, eval_every)
+    needed = {n: Needed(fit_method(prep, base, n, seed, progress), method_settings(prep.exp, n, seed))
+              for n in spec.needs}
+    rows = spec.curve(fit_context(prep, base, method, seed, progress, needed), epochs, eval_every)
     return pd.DataFrame(rows).assign(dataset=dataset, seed=seed)
 
 
@@ -201,17 +209,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
     parser.add_argument("--out", default="results/calibration")
     parser.add_argument("--curve", metavar="METHOD",
-                        help="instead of the variants: METHOD's validation accuracy against epochs")
-    parser.add_argument("--curve-epochs", type=int, default=200, help="epochs of the --curve run")
+                        help="instead of the variants: METHOD's validation accuracy against epochs "
+                             "(ProtoPShare: merge steps); with --only, one curve per named variant")
+    parser.add_argument("--curve-epochs", type=int, default=200,
+                        help="epochs of the --curve run (ProtoPShare: merge steps, e.g. 8)")
     add_executor_flags(parser)
     args = parser.parse_args(argv)
     params = load_params(resolve(args.params))
     out = resolve(args.out)
     if args.curve:
+        # --only: one curve per named variant of the variants file; otherwise the params as they are
+        runs = {None: params}
+        if args.only:
+            variants = load_params(resolve(args.variants)).get("variants", {})
+            unknown = sorted(set(args.only) - set(variants))
+            if unknown:
+                raise SystemExit(f"unknown variant(s) {unknown}; in {args.variants}: {', '.join(variants)}")
+            runs = {v: variant_params(params, variants[v]) for v in args.only}
         with RunRecord(out, vars(args), name=f"run_{args.curve}_curve.json"):
-            curve = pd.concat([training_curve(params, d, args.curve, s, args.curve_epochs)
-                               for d in args.datasets for s in args.seeds])
-            md = (f"# {registry.label(args.curve)}: validation accuracy against epochs\n\n"
+            curve = pd.concat([
+                training_curve(values, d, args.curve, s, args.curve_epochs).assign(
+                    **({"variant": v} if v is not None else {}))
+                for v, values in runs.items() for d in args.datasets for s in args.seeds
+            ])
+            axis = "merge steps" if "step" in curve.columns else "epochs"
+            md = (f"# {registry.label(args.curve)}: validation accuracy against {axis}\n\n"
                   + curve.to_markdown(index=False, floatfmt=".3f") + "\n")
             write_table(curve, md, out / f"{args.curve}_curve")
         print(md)

@@ -61,6 +61,7 @@ def test_trunk_variants_carry_the_validation_border_diagnostic(params):
     table = calibration_table(rows)
     assert {"word_border", "peak_border", "chance"} <= set(table.columns) and len(table) == 6
 
+
 def test_prototree_variants_record_every_strategy(params):
     # Table 1's (the val_accuracy) is the headline strategy's; the three are recorded beside it.
     variants = {"defaults": {}, "official": {"prototree": {"add_on": "official", "headline": "soft",
@@ -72,3 +73,11 @@ def test_prototree_variants_record_every_strategy(params):
     for column in ("val_acc_sample_max", "val_fidelity_greedy", "val_fidelity_sample_max", "val_near_uniform_greedy"):
         assert rows[column].between(0, 1).all()
     assert "val_acc_soft" in calibration_table(rows).columns
+
+
+def test_protopshare_curve_trains_its_protopnet_first_and_has_a_row_per_merge_step(params):
+    # its ProtoPNet (Method.needs) is trained by the curve itself; step 0 is that ProtoPNet
+    values = {**params, "protopshare": {"merge_fraction": 0.2, "finetune_epochs": 1, "joint_epochs": 1}}
+    curve = training_curve(values, "synthetic", "protopshare", seed=0, epochs=2)
+    assert list(curve["step"]) == [0, 1, 2] and curve["val_accuracy"].between(0, 1).all()
+    assert curve["words_after"].is_monotonic_decreasing and curve["joint_loss"].iloc[1:].notna().all()

@@ -20,6 +20,8 @@ resnet34               all         3, 224 x 224       512, 7 x 7
 tiny (S = 32)          head        8, 8 x 8           16, 4 x 4
 =====================  ==========  =================  ===================
 
+``backbone.border`` (:mod:`lvwlib.backbones.border`) changes the padding, not these shapes.
+
 ``resnet34`` accepts ``head`` as an alias of ``layer4``, so one config field
 (:attr:`lvwlib.core.config.BackboneConfig.tail`) works for every backbone.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lvwlib.backbones.border import BORDERS, apply_border, context_cells
 from lvwlib.core.config import BackboneConfig
 
 __all__ = [
@@ -672,6 +675,9 @@ def build_backbone(cfg: BackboneConfig) -> SplitBackbone:
     seeded init) or a path to a local state_dict file with the unsplit model's own key
     names (timm for lite0, torchvision for resnet34).
 
+    ``cfg.border``: what the convolutions see beyond the image edge (zeros, reflect, context;
+    :mod:`lvwlib.backbones.border`); the trunk's output shape is the same for all three.
+
     Raises:
         ValueError: unknown backbone name or tail split, or weights that do not fit.
         FileNotFoundError: ``cfg.weights`` is a path that does not exist.
@@ -680,4 +686,10 @@ def build_backbone(cfg: BackboneConfig) -> SplitBackbone:
     if cfg.name not in _BUILDERS:
         raise ValueError(f"unknown backbone {cfg.name!r}; valid: {', '.join(BACKBONE_NAMES)}")
     split = resolve_tail_split(cfg.name, cfg.tail)
-    return _BUILDERS[cfg.name](cfg, split)
+    if cfg.border not in BORDERS:  # before the slow model init
+        raise ValueError(f"unknown backbone.border {cfg.border!r}; valid: {', '.join(BORDERS)}")
+    if cfg.border == "context":
+        context_cells(cfg.name, split)  # a split without a trunk grid fails before the model init
+    backbone = _BUILDERS[cfg.name](cfg, split)
+    backbone.trunk = apply_border(cfg.border, backbone.trunk, backbone.tail, cfg.name, split)
+    return backbone

@@ -66,3 +66,29 @@ def mean_map(maps: torch.Tensor) -> torch.Tensor:
     shows where a method's explanations sit regardless of the image.
     """
     return combined_grid(maps).mean(dim=0)
+
+
+def cams_on_grid(cams: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Grad-CAM maps [B, hc, wc] (stored resized) average-pooled onto the h x w grid: [B, 1, h, w].
+
+    The base model's row of the diagnostic: its Grad-CAM's peak on the grid the methods' maps live on.
+    """
+    return torch.nn.functional.adaptive_avg_pool2d(cams.float()[:, None], (h, w))
+
+
+def location_shares(maps: torch.Tensor, push_rows: torch.Tensor | None = None,
+                    push_cols: torch.Tensor | None = None) -> dict[str, float]:
+    """The border shares of one model on one split, against chance.
+
+    Args:
+        maps: [B, m, h, w] the maps each image is explained with.
+        push_rows, push_cols: [M] grid cells of the words' push locations; None (or empty): no words.
+    Returns:
+        ``word_border`` (share of push locations on the border; nan without words), ``peak_border``
+        (share of the maps' peaks on the border) and ``chance`` (the border's share of the grid).
+    """
+    h, w = maps.shape[-2:]
+    word = float("nan")
+    if push_rows is not None and push_cols is not None and push_rows.numel():
+        word = border_share(push_rows, push_cols, h, w)
+    return {"word_border": word, "peak_border": map_border_share(maps), "chance": chance_border_share(h, w)}

@@ -45,6 +45,10 @@ class BackboneConfig:
     weights: str = "imagenet"  # imagenet | none | path to a local state_dict file
     tail: str = "head"  # trainable tail: see lvwlib.backbones.split.TAIL_SPLITS for each backbone
     runtime: str = "onnx"  # trunk features computed by: onnx (ONNX Runtime, ~3x faster) | eager (PyTorch)
+    # what the convolutions see beyond the image edge: zeros (their zero padding, the weights' own) |
+    # reflect (every padded conv of the backbone reflect-pads) | context (the image reflect-padded by one
+    # output cell per side before the trunk, the inner grid kept); lvwlib.backbones.border, issue 15
+    border: Literal["zeros", "reflect", "context"] = "zeros"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class LVWConfig:
     lr_tail: float = 1e-4  # joint lr of the backbone tail
     lr_words: float = 3e-3  # lr of add-on layers and words
     lr_last: float = 1e-3  # lr of the last layer in its own stage
+    # Adam (L2) weight decay of the tail and add-on in warm-up and joint training; the words and the
+    # last layer get none. 0 here; ProtoPNet's code: 1e-3 (its main.py builds these optimisers)
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
     lr_decay_every: NonNegative = 0  # step decay period in joint epochs (0: none)
     lr_decay: float = 0.1  # step decay factor
     lr_floor: float = 1e-6  # lower bound of any decayed lr (the reference code has none)

@@ -5,6 +5,9 @@
 3. every ``push_every`` joint epochs and after the last: push, then the
    last-layer stage (last layer only, CE + L1).
 
+``weight_decay`` (ProtoPNet's code: 1e-3) decays the tail and add-on in stages 1-2, never the
+words nor the last layer.
+
 A checkpoint (model, optimisers, RNG state, history and the config) is written
 after every epoch; :func:`train_prototype_net` resumes from it when the config
 matches, and refuses a checkpoint of another config.
@@ -52,6 +55,49 @@ def joint_lr(base_lr: float, joint_epoch: int, cfg: LVWConfig) -> float:
     if cfg.lr_decay_every <= 0:
         return base_lr
     return max(base_lr * cfg.lr_decay ** (joint_epoch // cfg.lr_decay_every), cfg.lr_floor)
+
+
+def warm_optimiser(model: PrototypeNet, lr_words: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam of the warm-up: add-on and words at ``lr_words``; weight decay on the add-on only.
+
+    With ``weight_decay`` 0 it is one parameter group, as before the option existed; ProtoPNet's
+    code decays the add-on (1e-3) and not the words, which takes a second group.
+    """
+    add_on, words = list(model.add_on.parameters()), [model.words]
+    if weight_decay == 0:
+        return torch.optim.Adam([{"params": [*add_on, *words], "lr": lr_words}])
+    return torch.optim.Adam([
+        {"params": add_on, "lr": lr_words, "weight_decay": weight_decay},
+        {"params": words, "lr": lr_words},
+    ])
+
+
+def joint_optimiser(
+    model: PrototypeNet, lr_tail: float, lr_words: float, weight_decay: float = 0.0
+) -> torch.optim.Adam:
+    """Adam of the joint stage: the tail at ``lr_tail`` (group 0), add-on and words at ``lr_words``.
+
+    Weight decay (L2, Adam's ``weight_decay``) goes to the tail and the add-on, never to the words
+    (ProtoPNet's main.py); with it the add-on and the words are two groups, without it one group as
+    before the option existed (:func:`set_joint_lrs` sets either form).
+    """
+    add_on, words = list(model.add_on.parameters()), [model.words]
+    if weight_decay == 0:
+        return torch.optim.Adam([
+            {"params": model.tail.parameters(), "lr": lr_tail},
+            {"params": [*add_on, *words], "lr": lr_words},
+        ])
+    return torch.optim.Adam([
+        {"params": model.tail.parameters(), "lr": lr_tail, "weight_decay": weight_decay},
+        {"params": add_on, "lr": lr_words, "weight_decay": weight_decay},
+        {"params": words, "lr": lr_words},
+    ])
+
+
+def set_joint_lrs(optimiser: torch.optim.Optimizer, lr_tail: float, lr_words: float) -> None:
+    """Learning rates of a :func:`joint_optimiser`: group 0 (tail) ``lr_tail``, the others ``lr_words``."""
+    for i, group in enumerate(optimiser.param_groups):
+        group["lr"] = lr_tail if i == 0 else lr_words
 
 
 def push_due(joint_epoch: int, cfg: LVWConfig) -> bool:
@@ -120,15 +166,8 @@ def _train_prototype_net(
     model.to(runtime.device)
     seed_everything(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    warm_opt = torch.optim.Adam(
-        [{"params": [*model.add_on.parameters(), model.words], "lr": cfg.lr_words}]
-    )
-    joint_opt = torch.optim.Adam(
-        [
-            {"params": model.tail.parameters(), "lr": cfg.lr_tail},
-            {"params": [*model.add_on.parameters(), model.words], "lr": cfg.lr_words},
-        ]
-    )
+    warm_opt = warm_optimiser(model, cfg.lr_words, cfg.weight_decay)
+    joint_opt = joint_optimiser(model, cfg.lr_tail, cfg.lr_words, cfg.weight_decay)
     last_opt = torch.optim.Adam(model.last_layer.parameters(), lr=cfg.lr_last)
     state = TrainState()
     if checkpoint is not None and Path(checkpoint).exists():
@@ -141,8 +180,8 @@ def _train_prototype_net(
         warm = epoch <= cfg.warm_epochs
         joint_epoch = epoch - cfg.warm_epochs
         if not warm:
-            joint_opt.param_groups[0]["lr"] = joint_lr(cfg.lr_tail, joint_epoch - 1, cfg)
-            joint_opt.param_groups[1]["lr"] = joint_lr(cfg.lr_words, joint_epoch - 1, cfg)
+            lr_tail, lr_words = (joint_lr(lr, joint_epoch - 1, cfg) for lr in (cfg.lr_tail, cfg.lr_words))
+            set_joint_lrs(joint_opt, lr_tail, lr_words)
         row = _train_epoch(model, source, cfg, warm_opt if warm else joint_opt, warm, generator, runtime)
         row.update(epoch=epoch, stage="warm" if warm else "joint")
         state.history.append(row)
@@ -162,6 +201,20 @@ def _train_prototype_net(
     bar.close()
     model.eval()
     return state
+
+
+def joint_epoch(
+    model: PrototypeNet,
+    source: Any,
+    cfg: LVWConfig,
+    optimiser: torch.optim.Optimizer,
+    generator: torch.Generator,
+    runtime: Runtime = CPU,
+) -> dict[str, float]:
+    """One joint epoch (tail, add-on and words; last layer fixed) over a batch source
+    (:func:`lvwlib.core.batches.as_source`); returns the mean loss components and train accuracy.
+    ProtoPShare's joint epochs between merge steps run it."""
+    return _train_epoch(model, source, cfg, optimiser, False, generator, runtime)
 
 
 def _train_epoch(

@@ -38,6 +38,7 @@ from lvwlib.core.config import load_params, to_dict
 from lvwlib.core.push import WordSource
 from lvwlib.experiment import keys
 from lvwlib.experiment.config import Experiment, experiment_from_params
+from lvwlib.experiment.evaluate import EVAL_BATCH
 from lvwlib.methods import registry
 from lvwlib.methods.registry import Explanation, Fitted
 from lvwlib.store.cache import canonical_inputs
@@ -155,6 +156,22 @@ class TrainedModel:
     def word_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Score of every word on each image (max of its map): [B, M]."""
         return self.word_maps(x).flatten(2).amax(2)
+
+
+@torch.no_grad()
+def explained_maps(model: TrainedModel, feats: torch.Tensor, m: int, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """The maps each image is explained with, as in Table 1: feats [N, 2, Ct, h, w] (index 0: the
+    image, not its flip) -> [N, m', h, w] float32, ``batch_size`` images at a time."""
+    out = [model.explain(feats[i : i + batch_size, 0].float(), m)[1].detach().float()
+           for i in range(0, feats.shape[0], batch_size)]
+    return torch.cat(out)
+
+
+def push_cells(push: list[WordSource] | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Rows [M] and columns [M] of the words' push locations on the grid; (None, None) without words."""
+    if not push:
+        return None, None
+    return torch.tensor([p.row for p in push]), torch.tensor([p.col for p in push])
 
 
 _BACKBONES: dict[str, SplitBackbone] = {}

@@ -44,8 +44,17 @@ Differences from the public reference code (``gmum/ProtoPShare``), on purpose:
   (``classic_prune``) and selects fine-tuning iterations by test accuracy; here
   nothing looks at the test set.
 - Joint training continues between merge steps in the reference (merging happens
-  inside its training loop); on cached features only the last layer is
-  fine-tuned, as the LVW paper's baseline description and method.md section 5 say.
+  inside its training loop, after the push of every 5th epoch); by default only the
+  last layer is fine-tuned, as the LVW paper's baseline description and method.md
+  section 5 say. ``joint_epochs`` (with ``lr_tail``, ``lr_words``, ``lr_last``,
+  ``weight_decay``, ``lr_decay_every``) runs the reference's joint epochs before
+  each merge step, then a push, as an option (docs/choices.md). The reference's
+  optimisers keep slices of the pre-merge words and last layer (proto_join.py:113-117),
+  so after its first merge its words and last layer no longer train; here a fresh
+  optimiser trains them.
+
+:func:`curve` records the validation accuracy after each merge step
+(``python -m lvwlib calibrate --curve protopshare --curve-epochs 8``).
 """
 
 from __future__ import annotations
@@ -60,11 +69,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lvwlib.core.batches import as_source
 from lvwlib.core.config import LVWConfig, RunConfig
 from lvwlib.core.devices import Runtime, model_runtime
 from lvwlib.core.model import PrototypeNet
 from lvwlib.core.push import PushRecord, push_words
-from lvwlib.core.train import train_last_layer
+from lvwlib.core.train import (
+    joint_epoch,
+    joint_lr,
+    joint_optimiser,
+    set_joint_lrs,
+    train_last_layer,
+)
 from lvwlib.methods import protonet
 from lvwlib.methods.registry import FitContext, Fitted, Method, register
 
@@ -76,12 +92,30 @@ class ProtoPShareConfig:
     finetune_epochs: int = 25  # last-layer passes after each merge step (reference code: 25 iterations)
     seed: int = 0  # seed of the fine-tuning data order and flips
     batch_size: int = 64  # images per batch for descriptors, push and fine-tuning
+    # Joint epochs (tail, add-on, words; last layer fixed; the ProtoPNet's losses and batch size) before
+    # each merge step, then a push. 0: none (last layer only, as the LVW paper describes the baseline);
+    # the reference code: 5 (push and merge every 5 epochs of its training loop).
+    joint_epochs: int = 0
+    # Learning rates and weight decay of those joint epochs and of the fine-tuning; None: the
+    # ProtoPNet's (its lvw_cfg). Reference code: lr_tail 1e-4, lr_words 3e-3, lr_last 1e-4, 1e-3.
+    lr_tail: float | None = None
+    lr_words: float | None = None
+    lr_last: float | None = None
+    weight_decay: float | None = None
+    # Joint lrs x 0.1 every N joint epochs counted over the whole schedule, never below the
+    # ProtoPNet's lr_floor; 0: constant. Reference code: 5 (StepLR over its loop, no floor), so the
+    # k-th merge's joint epochs run at 10^-(k-1) of the initial lrs.
+    lr_decay_every: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.merge_fraction < 1.0:
             raise ValueError(f"merge_fraction must be in (0, 1), got {self.merge_fraction}")
         if self.steps < 0 or self.finetune_epochs < 0 or self.batch_size < 1:
             raise ValueError("steps and finetune_epochs must be >= 0 and batch_size >= 1")
+        if self.joint_epochs < 0 or self.lr_decay_every < 0:
+            raise ValueError("joint_epochs and lr_decay_every must be >= 0")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     @property
     def pruned_fraction(self) -> float:
@@ -306,7 +340,9 @@ def protopshare(
         lvw_cfg: the ProtoPNet's training config; its ``gamma_l1``, ``lr_last``
             are used for fine-tuning, with ``class_specific=True`` forced (L1
             only on connections to classes outside each word's identities) and
-            ``last_layer_epochs = cfg.finetune_epochs``.
+            ``last_layer_epochs = cfg.finetune_epochs``; its losses, batch size and
+            lrs for the joint epochs (``cfg.joint_epochs``); ``cfg``'s lrs and weight
+            decay replace its own where set (:func:`step_config`).
         evaluate: called with the model after each step; its dict joins that
             step's row (e.g. test accuracy, never used for selection).
     Returns:
@@ -324,14 +360,14 @@ def protopshare(
     model.eval()
     words_before = model.num_words
     per_step = max(1, round(cfg.merge_fraction * words_before))
-    ft_cfg = dataclasses.replace(
-        lvw_cfg, class_specific=True, last_layer_epochs=cfg.finetune_epochs
-    )
+    ft_cfg = step_config(cfg, lvw_cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     origins: list[list[int]] = [[j] for j in range(words_before)]
     # Under autocast the passes' latents differ (push autocasts, the descriptors do not): the
     # shortcut is for float32 runs, the reference; otherwise every pass computes Z itself.
-    fixed = _FixedLatents(model, feats, cfg.batch_size, runtime.device) if not runtime.amp_active else None
+    # Joint epochs train the tail and add-on, so Z changes between steps: no shortcut either.
+    shortcut = not runtime.amp_active and cfg.joint_epochs == 0
+    fixed = _FixedLatents(model, feats, cfg.batch_size, runtime.device) if shortcut else None
     try:
         if fixed is not None:
             fixed.bypass(model)
@@ -351,6 +387,40 @@ def protopshare(
     }
 
 
+def step_config(cfg: ProtoPShareConfig, lvw_cfg: LVWConfig) -> LVWConfig:
+    """The ProtoPNet's config as the merge steps train with it: class-specific, ``cfg.finetune_epochs``
+    last-layer passes, no alignment, ProtoPShare's lr decay of the joint epochs, and its learning
+    rates and weight decay where set (None: the ProtoPNet's)."""
+    own = {k: getattr(cfg, k) for k in ("lr_tail", "lr_words", "lr_last", "weight_decay") if getattr(cfg, k) is not None}
+    return dataclasses.replace(
+        lvw_cfg, class_specific=True, last_layer_epochs=cfg.finetune_epochs, beta_align=0.0,
+        lr_decay_every=cfg.lr_decay_every, **own,
+    )
+
+
+def _joint_epochs(
+    model: PrototypeNet, source: Any, feats: torch.Tensor, labels: torch.Tensor, cfg: ProtoPShareConfig,
+    ft_cfg: LVWConfig, done: int, generator: torch.Generator, runtime: Runtime,
+) -> dict[str, float]:
+    """``cfg.joint_epochs`` joint epochs (``done`` joint epochs before them, for the lr decay), then a
+    push of every word onto a patch of one of its classes: the reference pushes, then merges.
+
+    A fresh Adam each step: after a merge the words are a new parameter. (The reference keeps its
+    optimisers and points their words / last-layer entries at slices of the old tensors,
+    proto_join.py:113-117, so after the first merge only its tail and add-on train.)
+    Returns the last joint epoch's mean losses and train accuracy.
+    """
+    optimiser = joint_optimiser(model, ft_cfg.lr_tail, ft_cfg.lr_words, ft_cfg.weight_decay)
+    row: dict[str, float] = {}
+    for epoch in range(done, done + cfg.joint_epochs):
+        set_joint_lrs(optimiser, joint_lr(ft_cfg.lr_tail, epoch, ft_cfg), joint_lr(ft_cfg.lr_words, epoch, ft_cfg))
+        row = joint_epoch(model, source, ft_cfg, optimiser, generator, runtime)
+    model.eval()
+    push_words(model, feats, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
+               runtime=runtime)
+    return row
+
+
 def _merge_steps(
     model: PrototypeNet, feats: torch.Tensor, labels: torch.Tensor, cfg: ProtoPShareConfig, ft_cfg: LVWConfig,
     per_step: int, origins: list[list[int]], generator: torch.Generator, progress: bool,
@@ -361,8 +431,13 @@ def _merge_steps(
     record: PushRecord | None = None
     first = fixed.first if fixed is not None else feats  # what descriptors and push read
     both = fixed.both if fixed is not None else feats  # what the last-layer stage's word scores read
+    source = as_source(feats, labels, None, runtime.device) if cfg.joint_epochs > 0 else None
     bar = tqdm(range(cfg.steps), desc="ProtoPShare", disable=not progress)
     for step in bar:
+        joint: dict[str, float] = {}
+        if cfg.joint_epochs > 0:
+            joint = _joint_epochs(model, source, feats, labels, cfg, ft_cfg, step * cfg.joint_epochs, generator,
+                                  runtime)
         m = model.num_words
         desc = min_distance_descriptors(model, first, cfg.batch_size, runtime.device)  # [M, N]
         dist = pairwise_descriptor_distances(desc)  # [M, M]
@@ -401,6 +476,7 @@ def _merge_steps(
             "merged_distance": merged_distance,
             "shared_words": int((model.word_classes.sum(dim=1) > 1).sum()),
             **{f"finetune_{k}": v for k, v in fit.items()},
+            **{f"joint_{k}": v for k, v in joint.items()},
         }
         if evaluate is not None:  # on images: with the real tail and add-on
             if fixed is not None:
@@ -420,6 +496,43 @@ def _merge_steps(
 def settings(run: RunConfig, sections: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The merge schedule (``protopshare:`` section); the ProtoPNet it starts from is keyed as a need."""
     return {"protopshare": dataclasses.replace(sections["protopshare"], seed=seed)}
+
+
+def curve(ctx: FitContext, epochs: int, eval_every: int = 1) -> list[dict[str, Any]]:
+    """Validation accuracy against merge step: step 0 is the ProtoPNet it starts from, then one
+    row after each of ``epochs`` merge steps (``--curve-epochs``: the number of steps, e.g. the
+    schedule's 8; more shows where merging runs out). ``eval_every`` is not used: every step is
+    evaluated. Rows: step, words_after, merges, shared_words, merged_distance, finetune_* and
+    joint_* of the step, val_accuracy.
+    """
+    pnet = ctx.needed["protopnet"]
+    feats, labels = ctx.data("train")
+    val_feats, val_labels = ctx.data("val")
+    device = ctx.runtime.device
+
+    def val_accuracy(model: PrototypeNet) -> dict[str, float]:
+        return {"val_accuracy": _accuracy(model, val_feats, val_labels, device)}
+
+    cfg = dataclasses.replace(ctx.settings["protopshare"], steps=epochs)
+    start = pnet.fitted.module
+    rows: list[dict[str, Any]] = [{"step": 0, "words_after": start.num_words, **val_accuracy(start)}]
+    shared = protopshare(start, feats, labels, cfg, pnet.settings["lvw"], progress=ctx.progress,
+                         evaluate=val_accuracy, runtime=ctx.runtime)
+    plain = [k for k in shared["steps"][0] if k not in ("pairs", "original_groups")] if shared["steps"] else []
+    rows += [{k: row[k] for k in plain} for row in shared["steps"]]
+    return rows
+
+
+@torch.no_grad()
+def _accuracy(model: PrototypeNet, feats: torch.Tensor, labels: torch.Tensor, device: torch.device | str,
+              batch_size: int = 128) -> float:
+    """Accuracy of ``model`` on the unflipped cached features [N, 2, Ct, h, w] of a split."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        x = feats[start : start + batch_size, 0].float().to(device)
+        correct += (model(x).logits.argmax(1).cpu() == labels[start : start + batch_size]).sum().item()
+    return correct / max(len(labels), 1)
 
 
 def fit(ctx: FitContext) -> Fitted:
@@ -449,4 +562,5 @@ METHOD = register(Method(
     word_maps=protonet.word_maps,
     word_weights=protonet.word_weights,
     order=3,
+    curve=curve,
 ))

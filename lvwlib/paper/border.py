@@ -15,6 +15,10 @@ measures, on the test set,
   they differ only by the subtraction (``iou_grid`` takes the max before upsampling; Table 1's
   IoU after, so the two differ slightly).
 
+:func:`calibration_markdown` shows the same shares on the VALIDATION split from the trunk calibration
+(``params/calibration_trunk.yaml``): before (``zeros``) and after each trunk change, with each row's
+validation accuracy and IoU.
+
 The results carry a ``stage`` label ("before trunk change" by default) so a later run after
 a trunk change sits beside them in the same files.
 """
@@ -28,22 +32,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lvwlib.core.border import border_share, chance_border_share, combined_grid, map_border_share
+from lvwlib.core.border import cams_on_grid, combined_grid, location_shares
 from lvwlib.core.metrics import iou_coverage
 from lvwlib.experiment.evaluate import EVAL_BATCH
-from lvwlib.experiment.models import TrainedModel
+from lvwlib.experiment.models import TrainedModel, explained_maps, push_cells
 from lvwlib.methods import registry
 
 STAGE_BEFORE = "before trunk change"
 COLUMNS = ("word_border", "peak_border", "chance", "iou_grid", "iou_centred")
 
 
-@torch.no_grad()
 def test_maps(model: TrainedModel, feats: torch.Tensor, m: int, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """The maps each test image is explained with, as in Table 1: feats [N, 2, Ct, h, w] -> [N, m', h, w]."""
-    out = [model.explain(feats[i : i + batch_size, 0].float(), m)[1].detach().float()
-           for i in range(0, feats.shape[0], batch_size)]
-    return torch.cat(out)
+    return explained_maps(model, feats, m, batch_size)
 
 
 def centred_iou(cams: torch.Tensor, maps: torch.Tensor, q: float, size: int) -> tuple[float, float, torch.Tensor]:
@@ -68,14 +69,9 @@ def border_row(
         maps: [N, m, h, w] the test images' maps; cams: [N, hc, wc] their base Grad-CAM.
         push: the words' push sources (objects with ``row`` and ``col``); None without words.
     """
-    h, w = maps.shape[-2:]
-    word = float("nan")
-    if push:
-        word = border_share(torch.tensor([p.row for p in push]), torch.tensor([p.col for p in push]), h, w)
+    rows, cols = push_cells(push)
     plain, centred, mean = centred_iou(cams, maps, q, size)
-    row = {"word_border": word, "peak_border": map_border_share(maps), "chance": chance_border_share(h, w),
-           "iou_grid": plain, "iou_centred": centred}
-    return row, mean
+    return {**location_shares(maps, rows, cols), "iou_grid": plain, "iou_centred": centred}, mean
 
 
 def border_rows(
@@ -97,7 +93,7 @@ def border_rows(
     # the base row: Grad-CAM's peak on the grid the methods' maps live on (the tail output; Grad-CAM
     # is stored resized), by average pooling
     h, w = entries[0][1].shape[-2:] if entries else prep.test_feats.shape[-2:]
-    cam_grid = torch.nn.functional.adaptive_avg_pool2d(cams[:, None], (h, w))
+    cam_grid = cams_on_grid(cams, h, w)
     entries.insert(0, (registry.label(registry.reference()), cam_grid, None))
     rows, means = [], {}
     for name, maps, push in entries:
@@ -161,3 +157,70 @@ def file_stem(stage: str) -> str:
     """``border_diagnostic_<stage in snake case>``: each stage's files sit beside the others'."""
     slug = "".join(ch if ch.isalnum() else "_" for ch in stage.lower()).strip("_")
     return f"border_diagnostic_{slug}"
+
+
+# --------------------------------------------------------------------------- before / after, validation
+
+TRUNK_CALIBRATION = "calibration/trunk"  # under the results folder: `calibrate --variants params/calibration_trunk.yaml`
+BEFORE = "zeros"  # the variant of the trunk before the change (its own zero padding)
+
+
+def calibration_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, method, variant) of trunk-calibration rows: validation accuracy, IoU and border shares,
+    mean over seeds, methods in registry order (the base model first), variants in the file's order."""
+    columns = ["val_accuracy", "val_iou", "word_border", "peak_border", "chance"]
+    grouped = rows.groupby(["dataset", "method", "variant"], sort=False)
+    out = grouped[columns].mean()
+    out["seeds"] = grouped.size()
+    out = out.reset_index()
+    order = {m: i for i, m in enumerate(registry.names())}
+    variants = {v: i for i, v in enumerate(dict.fromkeys(rows["variant"]))}
+    key = out["method"].map(lambda m: order.get(m, len(order))) * 100 + out["variant"].map(variants)
+    return out.assign(_key=key).sort_values(["dataset", "_key"], kind="stable").drop(columns="_key")
+
+
+def chosen_variant(variants: dict[str, dict[str, Any]], backbone: dict[str, Any]) -> str | None:
+    """The trunk-calibration variant that is the run's backbone: its overrides hold a ``backbone`` section
+    only, every value equal to ``backbone``'s (several: the one with the most values); None: none is.
+
+    Args:
+        variants: variant name -> overrides (the calibration's run record or the variants file).
+        backbone: the run's backbone config as a dict (``to_dict(run.backbone)``).
+    """
+    best, size = None, -1
+    for name, overrides in variants.items():
+        overrides = overrides or {}
+        section = overrides.get("backbone") or {}
+        if set(overrides) - {"backbone"} or not all(backbone.get(k) == v for k, v in section.items()):
+            continue
+        if len(section) > size:
+            best, size = name, len(section)
+    return best
+
+
+def calibration_markdown(rows: pd.DataFrame, chosen: str | None = None) -> str:
+    """The border diagnostic before (``zeros``) and after each trunk change, VALIDATION split, as markdown.
+
+    Args:
+        rows: the per-seed rows of the trunk calibration (``calibration_*.csv`` under
+            :data:`TRUNK_CALIBRATION`: dataset, variant, method, seed, val_accuracy, val_iou, word_border,
+            peak_border, chance).
+        chosen: the variant the reported run uses (:func:`chosen_variant`; its rows are marked); None: none.
+    """
+    s = calibration_summary(rows)
+    table = pd.DataFrame({
+        "dataset": s["dataset"], "method": [registry.label(m) if m in registry.names() else m for m in s["method"]],
+        "trunk": [f"{v} (before)" if v == BEFORE else v for v in s["variant"]],
+        "chosen": ["yes" if chosen is not None and v == chosen else "" for v in s["variant"]],
+        "seeds": s["seeds"],
+    })
+    for col in ("val_accuracy", "val_iou", "word_border", "peak_border", "chance"):
+        table[col] = ["–" if np.isnan(v) else f"{v:.3f}" for v in s[col]]
+    note = f" The trunk of this run: variant `{chosen}` (column `chosen`)." if chosen else ""
+    return ("# Border diagnostic before / after the trunk change (validation split)\n\n"
+            "From the trunk calibration (`python -m lvwlib calibrate --variants params/calibration_trunk.yaml`, "
+            f"`results/{TRUNK_CALIBRATION}`): VALIDATION numbers, never the test set; mean over seeds. `zeros` is "
+            "the frozen trunk before the change (its zero padding), the other variants the candidates "
+            "(`backbone.border`, `backbone.tail`; docs/choices.md). `word_border` / `peak_border`: share of the words' push locations "
+            "and of the validation maps' peaks (base: its Grad-CAM's) on the grid's border cells; `chance`: "
+            "a uniform location's share." + note + "\n\n" + table.to_markdown(index=False, disable_numparse=True) + "\n")

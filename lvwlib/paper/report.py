@@ -5,11 +5,14 @@ The claims table and its verdict rule are in :mod:`lvwlib.paper.claims`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from lvwlib.core.config import BackboneConfig, to_dict
 from lvwlib.paper.claims import VERDICT_RULE
 from lvwlib.paper.tables import SAME_DATA, STAND_IN, paper_comparison, summarise
 
@@ -101,6 +104,8 @@ class Results:
     unseen: pd.DataFrame | None
     faithfulness: pd.DataFrame | None = None  # per-image deletion / insertion AUCs (notebook 11)
     border: pd.DataFrame | None = None  # border diagnostic per seed, every stage (notebook 11)
+    trunk_calibration: pd.DataFrame | None = None  # trunk calibration rows, validation (calibration/trunk)
+    trunk_variants: dict[str, Any] | None = None  # their variants' overrides (the calibration's run record)
 
     def counts(self) -> dict[str, int | None]:
         """Rows of each table (None: missing)."""
@@ -126,11 +131,27 @@ def read_results(root: Path) -> Results:
     stages = [pd.read_csv(p) for p in sorted(root.glob("border_diagnostic_*_seeds.csv"))]
     return Results(root, datasets, read("table1.csv"), sweep, read_all("k_sweep.csv"), read_all("class_pairs.csv"),
                    read_all("unseen_iou.csv"), read("faithfulness_images.csv"),
-                   pd.concat(stages, ignore_index=True) if stages else None)
+                   pd.concat(stages, ignore_index=True) if stages else None, *read_trunk_calibration(root))
 
 
-def measured_sections(results: Results) -> list[str]:
-    """Markdown summaries behind Figures 3(a) and 5 (means and sds), for the tables that exist."""
+def read_trunk_calibration(root: Path) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
+    """The per-seed rows of the trunk calibration under ``root/calibration/trunk`` (None: not run; only
+    files that carry the border diagnostic) and its variants' overrides (None: no run record)."""
+    from lvwlib.paper.border import TRUNK_CALIBRATION
+
+    folder = root / TRUNK_CALIBRATION
+    parts = [pd.read_csv(p) for p in sorted(folder.glob("calibration_*.csv"))]
+    parts = [p for p in parts if "peak_border" in p.columns]
+    record = folder / "run_calibration.json"
+    variants = json.loads(record.read_text()).get("config", {}).get("variants") if record.exists() else None
+    return (pd.concat(parts, ignore_index=True) if parts else None), variants
+
+
+def measured_sections(results: Results, backbone: BackboneConfig | None = None) -> list[str]:
+    """Markdown summaries behind Figures 3(a) and 5 (means and sds), for the tables that exist.
+
+    ``backbone``: the run's backbone config, its variant marked in the trunk calibration's table.
+    """
     sections = []
     if results.ksweep is not None:
         k_md = results.ksweep.groupby(["dataset", "k"])[["accuracy", "iou"]].agg(["mean", "std"])
@@ -143,13 +164,14 @@ def measured_sections(results: Results) -> list[str]:
         u_md.columns = ["IoU mean", "IoU sd over seeds", "seeds"]
         sections.append("### Seen vs unseen classes (Figure 5; IoU coverage at q = 50)\n\n"
                         + u_md.reset_index().to_markdown(index=False, floatfmt=".3f"))
-    sections += beyond_iou_sections(results)
+    sections += beyond_iou_sections(results, backbone)
     return sections
 
 
-def beyond_iou_sections(results: Results) -> list[str]:
-    """The border diagnostic (one block per stage: before and, once run, after the trunk change) and the
-    deletion / insertion table (notebook 11)."""
+def beyond_iou_sections(results: Results, backbone: BackboneConfig | None = None) -> list[str]:
+    """The border diagnostic (one block per stage: before and, once run, after the trunk change; and, once
+    the trunk calibration has run, before / after on the validation split with the variant of ``backbone``
+    marked) and the deletion / insertion table (notebook 11)."""
     from lvwlib.paper import border, faithfulness  # late: the report reads CSVs only otherwise
 
     sections = []
@@ -157,6 +179,14 @@ def beyond_iou_sections(results: Results) -> list[str]:
         for stage, rows in results.border.groupby("stage", sort=False):
             body = border.summary_markdown(rows).split("\n", 2)[2]  # without its own title
             sections.append(f"### Border diagnostic: {stage}\n\n" + body)
+    if results.trunk_calibration is not None:
+        chosen = None
+        if backbone is not None:
+            # without the run record: variants named after backbone.border (params/calibration_trunk.yaml)
+            variants = results.trunk_variants or {
+                v: {"backbone": {"border": v}} for v in dict.fromkeys(results.trunk_calibration["variant"])}
+            chosen = border.chosen_variant(variants, to_dict(backbone))
+        sections.append("##" + border.calibration_markdown(results.trunk_calibration, chosen))
     if results.faithfulness is not None:
         per_image = results.faithfulness
         n = int(per_image.groupby(["dataset", "row", "seed"]).size().max())
@@ -206,10 +236,12 @@ def table_rows(root: Path, datasets: list[str]) -> list[dict[str, str]]:
     return rows
 
 
-def report_markdown(results: Results, claims: pd.DataFrame, figure2_dataset: str | None = None) -> str:
+def report_markdown(results: Results, claims: pd.DataFrame, figure2_dataset: str | None = None,
+                    backbone: BackboneConfig | None = None) -> str:
     """``results/README.md``: claims with their evidence, measured summaries, Table 1, every table and figure.
 
-    ``figure2_dataset``: the dataset whose Figure 2 is shown at the top (when it was made).
+    ``figure2_dataset``: the dataset whose Figure 2 is shown at the top (when it was made);
+    ``backbone``: the run's backbone config (its variant marked in the trunk calibration's table).
     """
     root = results.root
     table1 = root / "table1.md"
@@ -224,7 +256,7 @@ def report_markdown(results: Results, claims: pd.DataFrame, figure2_dataset: str
         "## Claims of the paper and what we measured",
         VERDICT_RULE,
         claims.to_markdown(index=False),
-        *measured_sections(results),
+        *measured_sections(results, backbone),
         table1_md.replace("# Table 1", "## Table 1", 1),
         *same_data_sections(results),
         *shown,

@@ -1,4 +1,4 @@
-"""Table 1 and what notebook 03 writes beside it: the random-map (chance) rows, SRAE's table,
+"""Table 1 and what notebook 03 writes beside it: the random-map (chance) rows, SRAE's table, ProtoTree's table,
 IoU against q for both IoU variants (Figure 3(b-f)) and the paper-vs-reference IoU table.
 
 Every dataset is named in the tables by :func:`lvwlib.experiment.names.results_name`
@@ -99,6 +99,41 @@ def write_srae_table(srae: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     summary.columns = [f"{a} {b}" for a, b in summary.columns]
     write_table(srae, "# SRAE faithfulness and orthogonality (mean and std over seeds)\n\n"
                 + summary.to_markdown(floatfmt=".4f") + "\n", out_dir / "srae_table")
+    return summary
+
+
+# ProtoTree's table: the official evaluation of its pruned, projected tree on test
+# (lvwlib.methods.prototree.tree.evaluate_strategies) and the size of the tree before and after pruning.
+PROTOTREE_MEASURES = ("acc_soft", "acc_sample_max", "acc_greedy", "fidelity_sample_max", "fidelity_greedy",
+                      "near_uniform_greedy", "near_uniform_sample_max", "mean_greedy_path_length")
+PROTOTREE_SIZES = ("prototypes_before", "prototypes_after", "leaves_before", "leaves_after")
+
+
+def prototree_rows(rows: Rows) -> pd.DataFrame:
+    """ProtoTree's soft, sample_max and greedy test accuracy, their fidelity to the soft tree, the share
+    of test images ending in a near-uniform leaf (max class prob < 2 / C) and the leaves before and after
+    pruning, per (dataset, seed); which one is Table 1's (``headline``). Empty without ProtoTree rows
+    (or with results from before the strategies were recorded)."""
+    return pd.DataFrame([
+        {"dataset": d, "seed": r["seed"], "headline": r.get("headline", "greedy"),
+         **{k: r["strategies"]["test"][k] for k in PROTOTREE_MEASURES},
+         **{k: r["summary"][k] for k in PROTOTREE_SIZES}}
+        for d, results in rows.items() for r in results
+        if r["method"] == "prototree" and "test" in r.get("strategies", {})
+    ])
+
+
+def write_prototree_table(tree: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """``prototree_table.csv`` (every seed) / ``.md`` (mean and std over seeds per dataset); the summary."""
+    numeric = [*PROTOTREE_MEASURES, *PROTOTREE_SIZES]
+    summary = tree.groupby(["dataset", "headline"])[numeric].agg(["mean", "std"])
+    summary.columns = [f"{a} {b}" for a, b in summary.columns]
+    write_table(tree, "# ProtoTree: the three inference strategies on test (mean and std over seeds)\n\n"
+                "acc_*: accuracy of the soft (official headline), sample_max and greedy tree after pruning and "
+                "projection; fidelity_*: share of images on which that strategy predicts the soft tree's class; "
+                "near_uniform_*: share of images whose reached leaf has max class probability < 2 / C; headline: "
+                "the strategy Table 1 reports.\n\n"
+                + summary.to_markdown(floatfmt=".4f") + "\n", out_dir / "prototree_table")
     return summary
 
 

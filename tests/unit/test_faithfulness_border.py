@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from lvwlib.core.border import (
     border_mask,
     border_share,
+    cams_on_grid,
     chance_border_share,
+    location_shares,
     map_border_share,
     mean_map,
     peak_locations,
@@ -108,3 +111,16 @@ def test_peak_locations_and_mean_map() -> None:
     assert rows.tolist() == [[1], [1]] and cols.tolist() == [[2], [2]]
     mean = mean_map(maps)
     assert mean[1, 2] == pytest.approx(1.0, abs=1e-6) and mean.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_location_shares_and_the_base_rows_grid() -> None:
+    maps = torch.zeros(2, 1, 7, 7)
+    maps[0, 0, 0, 0] = 1.0  # a corner peak
+    maps[1, 0, 3, 3] = 1.0  # a centre peak
+    shares = location_shares(maps, torch.tensor([0, 3]), torch.tensor([6, 3]))
+    assert shares == pytest.approx({"word_border": 0.5, "peak_border": 0.5, "chance": 24 / 49})
+    assert np.isnan(location_shares(maps)["word_border"])  # no words
+    cams = torch.zeros(1, 14, 14)
+    cams[0, 12:, :2] = 1.0  # bottom-left 2 x 2 pixels: the grid's bottom-left cell
+    grid = cams_on_grid(cams, 7, 7)
+    assert grid.shape == (1, 1, 7, 7) and grid[0, 0, 6, 0] == 1.0 and grid.sum() == 1.0

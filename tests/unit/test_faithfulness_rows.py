@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lvwlib.core.config import BackboneConfig
 from lvwlib.core.faithfulness import curve_auc, perturbation_curve
 from lvwlib.core.push import WordSource
 from lvwlib.paper.border import border_row, summary_markdown
@@ -138,3 +139,56 @@ def test_report_shows_each_border_stage_and_the_faithfulness_table(tmp_path) -> 
     md = report_markdown(results, pd.DataFrame([{"claim": "x"}]))
     assert "### Border diagnostic: before trunk change" in md and "### Border diagnostic: after trunk change" in md
     assert "### Deletion / insertion faithfulness" in md and "Random map" in md
+
+
+def _trunk_rows() -> pd.DataFrame:
+    """Trunk-calibration rows as `calibrate` writes them: 2 seeds x 2 variants x (base, LVW w/o alignment)."""
+    rows = []
+    for seed in (0, 1):
+        for variant, peak in (("zeros", 0.9), ("reflect", 0.5)):
+            for method, word in (("base", np.nan), ("lvw_noalign", peak - 0.1)):
+                rows.append({"dataset": "d", "variant": variant, "method": method, "seed": seed,
+                             "val_accuracy": 0.8 + 0.02 * seed, "val_iou": 0.3, "base_val_accuracy": 0.8,
+                             "gap": 0.0, "wall_s": 1.0, "word_border": word, "peak_border": peak,
+                             "chance": 24 / 49})
+    return pd.DataFrame(rows)
+
+
+def test_the_chosen_variant_is_the_one_whose_overrides_are_the_run_backbone() -> None:
+    from lvwlib.core.config import load_params, to_dict
+    from lvwlib.paper.border import chosen_variant
+    from lvwlib.store.paths import resolve
+
+    variants = load_params(resolve("params/calibration_trunk.yaml"))["variants"]
+    for border in ("zeros", "reflect", "context"):
+        assert chosen_variant(variants, to_dict(BackboneConfig(border=border))) == border
+    assert chosen_variant(variants, to_dict(BackboneConfig(tail="block6"))) == "block6"  # the most specific
+    assert chosen_variant(variants, to_dict(BackboneConfig(tail="block6", border="reflect"))) is None
+    assert chosen_variant({"a": {"lvw": {"beta_align": 0}}}, to_dict(BackboneConfig())) is None
+
+
+def test_report_shows_the_trunk_calibration_before_and_after_on_validation(tmp_path) -> None:
+    from lvwlib.paper.border import TRUNK_CALIBRATION, calibration_summary
+    from lvwlib.paper.report import read_results, report_markdown
+
+    (tmp_path / "d").mkdir()
+    md = report_markdown(read_results(tmp_path), pd.DataFrame([{"claim": "x"}]))
+    assert "before / after the trunk change" not in md  # not run: today's sections only
+    folder = tmp_path / TRUNK_CALIBRATION
+    folder.mkdir(parents=True)
+    _trunk_rows().to_csv(folder / "calibration_d.csv", index=False)
+    pd.DataFrame([{"dataset": "d", "variant": "x", "method": "lvw", "seed": 0}]).to_csv(
+        folder / "calibration_old.csv", index=False)  # recorded before the border diagnostic: left out
+    results = read_results(tmp_path)
+    assert len(results.trunk_calibration) == 8
+    summary = calibration_summary(results.trunk_calibration)
+    assert list(summary["method"]) == ["base", "base", "lvw_noalign", "lvw_noalign"]  # base first, file order
+    assert list(summary["variant"]) == ["zeros", "reflect"] * 2 and (summary["seeds"] == 2).all()
+    assert summary["val_accuracy"].tolist() == pytest.approx([0.81] * 4)
+    md = report_markdown(results, pd.DataFrame([{"claim": "x"}]), backbone=BackboneConfig(border="reflect"))
+    assert "### Border diagnostic before / after the trunk change (validation split)" in md
+    assert "VALIDATION numbers" in md and "variant `reflect`" in md
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines() if "LVW w/o alignment" in line]
+    # dataset, method, trunk, chosen, seeds, val_accuracy, val_iou, word_border, peak_border, chance
+    assert cells == [["d", "LVW w/o alignment", "zeros (before)", "", "2", "0.810", "0.300", "0.800", "0.900", "0.490"],
+                     ["d", "LVW w/o alignment", "reflect", "yes", "2", "0.810", "0.300", "0.400", "0.500", "0.490"]]

@@ -15,7 +15,12 @@ import torch
 from torch import nn
 
 from lvwlib.core.config import RunConfig
-from lvwlib.methods.prototree.tree import ProtoTree, ProtoTreeConfig, train_prototree
+from lvwlib.methods.prototree.tree import (
+    ProtoTree,
+    ProtoTreeConfig,
+    evaluate_strategies,
+    train_prototree,
+)
 from lvwlib.methods.registry import Explanation, FitContext, Fitted, Method, register
 
 
@@ -31,20 +36,36 @@ def _train(ctx: FitContext, cfg: ProtoTreeConfig, **more: Any) -> ProtoTree:
     )
 
 
+def strategies(ctx: FitContext, tree: ProtoTree) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_strategies` of the pruned, projected tree on each split the run has
+    besides train (val, test): the three official accuracies, the fidelity of sample_max
+    and greedy to the soft tree, and the share of images ending in near-uniform leaves."""
+    out = {}
+    for split in ("val", "test"):
+        try:
+            feats, labels = ctx.data(split)
+        except ValueError:  # no validation split (data.val_fraction 0)
+            continue
+        out[split] = evaluate_strategies(tree, feats, labels, device=ctx.runtime.device)
+    return out
+
+
 def fit(ctx: FitContext) -> Fitted:
     tree = _train(ctx, ctx.settings["prototree"])
     words = [
         {"image": int(i), "row": int(p[0]), "col": int(p[1])}
         for i, p in zip(tree.proj_image.tolist(), tree.proj_pos.tolist(), strict=True)
     ]
-    return Fitted(tree, {"summary": tree.summary}, words=words)
+    extra = {"summary": tree.summary, "strategies": strategies(ctx, tree), "headline": tree.headline}
+    return Fitted(tree, extra, words=words)
 
 
 def curve(ctx: FitContext, epochs: int, eval_every: int = 10) -> list[dict[str, Any]]:
     """Validation accuracy of the soft tree (all leaves, before pruning and projection) every
     ``eval_every`` epochs of one run of ``epochs``: where training stops improving.
 
-    Table 1 reports the pruned, projected tree's greedy accuracy on test; this is a proxy.
+    Table 1 reports the pruned, projected tree's ``headline`` accuracy on test (greedy by default); this
+    is a proxy (the soft tree's, before pruning and projection).
     Returns the history rows that have ``val_acc_soft`` (epoch, loss, train_acc_soft, val_acc_soft).
     """
     val_feats, val_labels = ctx.data("val")
@@ -65,10 +86,11 @@ def curve(ctx: FitContext, epochs: int, eval_every: int = 10) -> list[dict[str, 
 
 
 def explain(tree: nn.Module, x: torch.Tensor, m: int) -> Explanation:
-    """:meth:`ProtoTree.explain` (greedy prediction, its path's maps) plus the node (word) of each map [B, m']."""
+    """:meth:`ProtoTree.explain` (the ``headline`` strategy's prediction, default greedy; the greedy
+    path's maps) plus the node (word) of each map [B, m']."""
     assert isinstance(tree, ProtoTree)
     with torch.no_grad():
-        logits, maps = tree.explain(x, m)
+        logits, maps = tree.explain(x, m, tree.headline)
         min_dist, _ = tree.min_distances(x)
         _, path, length = tree.greedy_paths(min_dist)
         rows = torch.arange(x.shape[0], device=path.device)
@@ -92,11 +114,14 @@ def word_maps(tree: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def build_args(tree: nn.Module) -> dict[str, Any]:
     assert isinstance(tree, ProtoTree)
-    return {"depth": tree.init_depth, "feature_dim": tree.feature_dim, "log_probabilities": bool(tree.log_probabilities)}
+    return {"depth": tree.init_depth, "feature_dim": tree.feature_dim, "log_probabilities": bool(tree.log_probabilities),
+            "add_on": tree.add_on_kind, "headline": tree.headline}
 
 
 def rebuild(args: dict[str, Any], tail: nn.Module, feature_channels: int, num_classes: int) -> nn.Module:
-    return ProtoTree(tail, feature_channels, num_classes, args["depth"], args["feature_dim"], args["log_probabilities"])
+    # Models stored before the add_on / headline options have neither key: the earlier behaviour.
+    return ProtoTree(tail, feature_channels, num_classes, args["depth"], args["feature_dim"], args["log_probabilities"],
+                     args.get("add_on", "protopnet"), args.get("headline", "greedy"))
 
 
 METHOD = register(Method(

@@ -23,10 +23,24 @@ Training (as in the paper and its code, ``github.com/M-Nauta/ProtoTree``):
 - after training: prune, then project (see :meth:`ProtoTree.prune`,
   :meth:`ProtoTree.project`).
 
-Inference is greedy by default (the paper's deterministic tree): at each node go
+The leaf rule is the official one (``prototree/train.py``, ``train_epoch``): the same
+update, after ``optimizer.step()``, with the path probabilities and output of that
+step's forward pass and the leaf values as they stand (the optimiser never touches
+them); leaves start at zero logits (uniform). The official optimiser is AdamW with
+weight decay 0 (its per-group "weight_decay_rate" keys are ignored by torch), i.e.
+Adam, eps 1e-7, as here.
+
+Inference is greedy by default (the LVW paper's deterministic tree): at each node go
 right iff the routing probability is > 0.5, predict the argmax of the reached
-leaf. The soft tree (``forward``) and "sample max" (most probable leaf) are also
-available.
+leaf. The soft tree (``forward``; the official "distributed" headline) and "sample
+max" (most probable leaf) are also available (:meth:`ProtoTree.strategy_log_probs`,
+:func:`evaluate_strategies`: the three accuracies, fidelities and near-uniform leaves).
+
+Options of the official recipe (:class:`ProtoTreeConfig`, defaults = the earlier
+behaviour): the official add-on (``add_on``), BN statistics during the frozen epochs
+(``warm_bn_frozen``), pruning next to the root (``prune_root_children``) and the
+strategy of Table 1's accuracy (``headline``); epochs, milestones, gamma and the
+learning rates were fields already.
 
 Representation: internal nodes and leaves are numbered separately in depth-first
 pre-order (root = node 0, leaves left to right). ``node_children[n] = (left, right)``
@@ -42,7 +56,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -73,13 +87,42 @@ class ProtoTreeConfig:
     class_constrained_projection: bool = True  # project onto images of classes predicted below the node (ProtoTree main script)
     log_probabilities: bool = True  # route and combine in log space (code flag); plain products underflow at depth 10
     seed: int = 0  # seed of initialisation, data order and flips
+    # Options of the official recipe (issue 15; defaults = the earlier behaviour, docs/choices.md):
+    # protopnet: Conv1x1(Cf, D), ReLU, Conv1x1(D, D), Sigmoid, Kaiming | official (ProtoTree util/net.py,
+    # util/init.py): one Conv1x1(Cf, D, bias=False), Sigmoid, Xavier normal (gain of the sigmoid, 1)
+    add_on: Literal["protopnet", "official"] = "protopnet"
+    # Warm-up epochs: tail BN layers in eval mode (frozen statistics) | False: in train mode, as the official
+    # freeze (requires_grad False only; tree.train() keeps BN updating its running statistics)
+    warm_bn_frozen: bool = True
+    # Pruning may replace the root by a child (ours) | False: never prune a child of the root (official prune.py)
+    prune_root_children: bool = True
+    # Table 1's accuracy (the logits of explain): greedy (the LVW paper: the deterministic path) | soft
+    # (the official headline, "distributed") | sample_max (the most probable leaf). The maps are the greedy
+    # path's prototypes in every case (the official local explanation, util/visualize_prediction.py).
+    headline: Literal["greedy", "soft", "sample_max"] = "greedy"
 
 
-def make_add_on(in_channels: int, feature_dim: int) -> nn.Sequential:
-    """ProtoPNet/LVW add-on: Conv1x1(Cf, D), ReLU, Conv1x1(D, D), Sigmoid; [B,Cf,h,w] -> [B,D,h,w].
+ADD_ONS = ("protopnet", "official")
+STRATEGIES = ("greedy", "soft", "sample_max")  # inference strategies (the official code's three)
+# A leaf distribution is "near-uniform" when its largest class probability is below this many times
+# 1/C (uniform: exactly 1/C; a one-hot leaf: 1); the share of images whose reached leaf is near-uniform.
+NEAR_UNIFORM_FACTOR = 2.0
 
-    Initialised as in ProtoPNet (Kaiming normal, fan_out, zero bias).
+
+def make_add_on(in_channels: int, feature_dim: int, kind: str = "protopnet") -> nn.Sequential:
+    """The add-on, [B, Cf, h, w] -> [B, D, h, w].
+
+    ``protopnet`` (ProtoPNet/LVW): Conv1x1(Cf, D), ReLU, Conv1x1(D, D), Sigmoid, Kaiming
+    normal (fan_out) weights and zero biases. ``official`` (ProtoTree's ``util/net.py`` and
+    ``util/init.py``): Conv1x1(Cf, D, bias=False), Sigmoid, Xavier normal weights with the
+    sigmoid's gain (1).
     """
+    if kind == "official":
+        add_on = nn.Sequential(nn.Conv2d(in_channels, feature_dim, 1, bias=False), nn.Sigmoid())
+        nn.init.xavier_normal_(add_on[0].weight, gain=nn.init.calculate_gain("sigmoid"))
+        return add_on
+    if kind != "protopnet":
+        raise ValueError(f"unknown add_on {kind!r}: {' | '.join(ADD_ONS)}")
     add_on = nn.Sequential(
         nn.Conv2d(in_channels, feature_dim, 1),
         nn.ReLU(),
@@ -133,6 +176,8 @@ class ProtoTree(nn.Module):
         depth: depth of the initial complete tree (>= 1).
         feature_dim: D, channels of the latent map and length of each prototype.
         log_probabilities: compute routing, path probabilities and output in log space.
+        add_on: ``protopnet`` or ``official`` (:func:`make_add_on`).
+        headline: the inference strategy of Table 1's prediction (:data:`STRATEGIES`).
 
     Buffers/parameters (I internal nodes, L leaves, after pruning I = L - 1 still):
         prototypes [I, D] (parameter), leaf_logits [L, C] (buffer, the paper's c_l,
@@ -150,12 +195,18 @@ class ProtoTree(nn.Module):
         depth: int = 10,
         feature_dim: int = 128,
         log_probabilities: bool = True,
+        add_on: str = "protopnet",
+        headline: str = "greedy",
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
+        if headline not in STRATEGIES:
+            raise ValueError(f"unknown headline {headline!r}: {' | '.join(STRATEGIES)}")
+        self.headline = headline  # the strategy of Table 1's prediction (explain in lvwlib.methods.prototree.method)
         self.tail = tail
-        self.add_on = make_add_on(tail_channels, feature_dim)
+        self.add_on_kind = add_on
+        self.add_on = make_add_on(tail_channels, feature_dim, add_on)
         self.num_classes = num_classes
         self.init_depth = depth
         self.feature_dim = feature_dim
@@ -252,13 +303,17 @@ class ProtoTree(nn.Module):
         with a 1e-14 floor inside (as the reference) so the gradient stays finite.
         """
         b, d, h, w = z.shape
+        return torch.sqrt(self._squared_distances(z) + 1e-14).view(b, -1, h, w)
+
+    def _squared_distances(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, D, h, w] latent -> [B, I, hw] squared distances, clamped at 0."""
         flat = z.flatten(2)  # [B, D, hw]
         sq = (
             (flat * flat).sum(1, keepdim=True)
             - 2 * torch.einsum("bdk,nd->bnk", flat, self.prototypes)
             + (self.prototypes * self.prototypes).sum(1)[None, :, None]
         )
-        return torch.sqrt(sq.clamp_min(0) + 1e-14).view(b, -1, h, w)
+        return sq.clamp_min(0)
 
     def leaf_path_probs(self, min_dist: torch.Tensor) -> torch.Tensor:
         """[B, I] min distances -> [B, L] path probability of every leaf.
@@ -293,6 +348,19 @@ class ProtoTree(nn.Module):
         """[B, Ct, h, w] -> (min distances [B, I], distance maps [B, I, h, w])."""
         dist = self.distances(self.latent(trunk))
         return dist.flatten(2).amin(2), dist
+
+    def nearest_distances(self, trunk: torch.Tensor) -> torch.Tensor:
+        """[B, Ct, h, w] -> min distances [B, I], without the maps: the training step's.
+
+        The min is taken over the squared distances and the 1e-14 and the sqrt are applied
+        to [B, I] only. Both are monotone and correctly rounded, so the values equal
+        :meth:`min_distances`' bit for bit, and so do the gradients unless two patches'
+        distances tie after the sqrt but not before (then the gradient goes to the argmin
+        instead of being shared). It skips a sqrt (and its backward) over [B, I, h*w]:
+        a training step ~13 % faster on one CPU thread at depth 10, D = 128, B = 32 (issue 17;
+        docs/choices.md).
+        """
+        return torch.sqrt(self._squared_distances(self.latent(trunk)).amin(2) + 1e-14)
 
     def log_forward(self, trunk: torch.Tensor) -> torch.Tensor:
         """[B, Ct, h, w] -> [B, C] log of the soft tree output, log y_hat."""
@@ -372,35 +440,46 @@ class ProtoTree(nn.Module):
         return leaf, path, (path >= 0).sum(1)
 
     @torch.no_grad()
-    def predict(self, trunk: torch.Tensor, strategy: str = "greedy") -> torch.Tensor:
-        """[B, Ct, h, w] -> [B] predicted class.
+    def strategy_log_probs(self, min_dist: torch.Tensor, strategy: str = "greedy") -> torch.Tensor:
+        """[B, I] min distances -> [B, C] log class distribution of one inference strategy.
 
-        strategy: "greedy" (deterministic path, the paper's hard tree), "soft"
-        (argmax of y_hat) or "sample_max" (leaf with the highest path probability).
+        The official code's three (``prototree/test.py``, ``ProtoTree.forward``): "greedy"
+        (at each node right iff exp(-d) > 0.5; the reached leaf's distribution), "soft"
+        (the official "distributed": log y_hat, every leaf weighted by its path
+        probability) and "sample_max" (the leaf with the highest path probability).
         """
-        min_dist, _ = self.min_distances(trunk)
         if strategy == "greedy":
             leaf = self.greedy_paths(min_dist)[0]
         elif strategy == "soft":
-            return self.tree_output(min_dist)[0].argmax(1)
+            out = self.tree_output(min_dist)[0]
+            return out if self.log_probabilities else torch.log(out)
         elif strategy == "sample_max":
             leaf = self.leaf_path_probs(min_dist).argmax(1)
         else:
-            raise ValueError(f"unknown strategy {strategy!r}: greedy | soft | sample_max")
-        return self.leaf_logits[leaf].argmax(1)
+            raise ValueError(f"unknown strategy {strategy!r}: {' | '.join(STRATEGIES)}")
+        return torch.log_softmax(self.leaf_logits, dim=1)[leaf]
 
     @torch.no_grad()
-    def explain(self, trunk: torch.Tensor, m: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy prediction and the similarity maps of the prototypes on its path.
+    def predict(self, trunk: torch.Tensor, strategy: str = "greedy") -> torch.Tensor:
+        """[B, Ct, h, w] -> [B] predicted class of ``strategy`` (:meth:`strategy_log_probs`)."""
+        return self.strategy_log_probs(self.min_distances(trunk)[0], strategy).argmax(1)
+
+    @torch.no_grad()
+    def explain(
+        self, trunk: torch.Tensor, m: int | None = None, strategy: str = "greedy"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A prediction and the similarity maps of the prototypes on the greedy path.
 
         Args:
             trunk: [B, Ct, h, w].
             m: None or >= the path length: all path prototypes; smaller: the m path
                prototypes with the highest similarity (max of the map), which are
                "the m most activated words" among those on the path.
+            strategy: the prediction's (:meth:`strategy_log_probs`); the maps are the
+               greedy path's whatever it is (the official local explanation).
         Returns:
-            log_probs [B, C]: log class distribution of the reached leaf (argmax =
-                greedy prediction).
+            log_probs [B, C]: log class distribution of ``strategy``; greedy: the
+                reached leaf's (argmax = greedy prediction).
             maps [B, L, h, w]: exp(-||z - p_n||) of the path's prototypes, root first,
                 L = min(m, longest path); an image whose path is shorter (pruned tree)
                 repeats its last node's map, so a max over the maps is unaffected.
@@ -416,19 +495,24 @@ class ProtoTree(nn.Module):
             score = torch.where(path >= 0, maps.flatten(2).amax(2), torch.full_like(min_dist[:, :1], -1.0))
             top = score.topk(m, dim=1).indices.sort(dim=1).values  # keep root-first order
             maps = maps[rows[:, None], top]
-        log_probs = torch.log_softmax(self.leaf_logits, dim=1)[leaf]
+        if strategy == "greedy":
+            log_probs = torch.log_softmax(self.leaf_logits, dim=1)[leaf]
+        else:
+            log_probs = self.strategy_log_probs(min_dist, strategy)
         return log_probs, maps
 
     # ------------------------------------------------------------------ pruning
     @torch.no_grad()
-    def prune(self, threshold: float) -> dict[str, int]:
+    def prune(self, threshold: float, root_children: bool = True) -> dict[str, int]:
         """Remove subtrees whose leaves all have max class probability <= threshold.
 
         The paper's rule: such a node is removed and its parent is replaced by the
         node's sibling (one prototype fewer plus the subtree). A removed subtree's
-        prototypes and leaves disappear. Unlike the reference code, a child of the
-        root can also be pruned (its sibling becomes the new root); if every leaf is
-        below the threshold nothing is pruned. Note: softmax leaves with C classes
+        prototypes and leaves disappear. With ``root_children`` (ours), a child of the
+        root can also be pruned (its sibling becomes the new root); without it, as the
+        reference code (``prototree/prune.py``: "parent cannot be root"), the root keeps
+        both children and a low child of the root keeps its whole subtree. If every leaf
+        is below the threshold nothing is pruned. Note: softmax leaves with C classes
         have max probability >= 1/C, so tau = 0.01 prunes nothing when C < 100.
 
         Returns counts of prototypes and leaves before and after.
@@ -449,6 +533,8 @@ class ProtoTree(nn.Module):
             if v < 0:
                 return ("leaf", -v - 1)
             left, right = children[v]
+            if v == 0 and not root_children:
+                return ("node", v, rebuild(left), rebuild(right))
             if all_low(left) and not all_low(right):
                 return rebuild(right)  # parent v replaced by the sibling
             if all_low(right) and not all_low(left):
@@ -588,6 +674,49 @@ class _NearestPatch:
         self.src[nodes] = other.src[nodes]
 
 
+@torch.no_grad()
+def evaluate_strategies(
+    model: ProtoTree,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """The official evaluation of a (pruned, projected) tree on one split (``prototree/test.py``).
+
+    Args:
+        feats: [N, 2, Ct, h, w] trunk features (the unflipped index 0 is used); labels [N].
+    Returns:
+        acc_soft, acc_sample_max, acc_greedy: accuracy of each strategy
+            (:meth:`ProtoTree.strategy_log_probs`);
+        fidelity_sample_max, fidelity_greedy: share of images on which that strategy
+            predicts the soft tree's class (``eval_fidelity``);
+        near_uniform_greedy, near_uniform_sample_max: share of images whose reached leaf
+            has max class probability < NEAR_UNIFORM_FACTOR / C (2 / C);
+        mean_greedy_path_length: prototypes met on the greedy path; images: N.
+    """
+    model.eval()
+    leaf_max = model.leaf_distributions().amax(1)  # [L]
+    near = leaf_max < NEAR_UNIFORM_FACTOR / model.num_classes  # [L]
+    sums = dict.fromkeys(("acc_soft", "acc_sample_max", "acc_greedy", "fidelity_sample_max", "fidelity_greedy",
+                          "near_uniform_greedy", "near_uniform_sample_max", "mean_greedy_path_length"), 0.0)
+    leaf_class = model.leaf_logits.argmax(1)  # [L]
+    for batch in iterate_batches(feats, labels, batch_size, shuffle=False, random_flip=False, device=device):
+        min_dist = model.nearest_distances(batch.x)
+        soft = model.tree_output(min_dist)[0].argmax(1)
+        greedy_leaf, _, length = model.greedy_paths(min_dist)
+        max_leaf = model.leaf_path_probs(min_dist).argmax(1)
+        y = batch.y.to(soft.device)
+        greedy, sample_max = leaf_class[greedy_leaf], leaf_class[max_leaf]
+        for key, value in (("acc_soft", soft == y), ("acc_sample_max", sample_max == y), ("acc_greedy", greedy == y),
+                           ("fidelity_sample_max", sample_max == soft), ("fidelity_greedy", greedy == soft),
+                           ("near_uniform_greedy", near[greedy_leaf]), ("near_uniform_sample_max", near[max_leaf]),
+                           ("mean_greedy_path_length", length)):
+            sums[key] += value.float().sum().item()
+    n = feats.shape[0]
+    return {**{k: v / n for k, v in sums.items()}, "images": n}
+
+
 def _tail_channels(tail: nn.Module, sample: torch.Tensor) -> int:
     """Cf from one forward pass in eval mode (BN statistics untouched)."""
     was_training = tail.training
@@ -628,7 +757,8 @@ def train_prototree(
     gen = torch.Generator().manual_seed(cfg.seed)
     tail = copy.deepcopy(tail).to(device)
     cf = _tail_channels(tail, feats[:1, 0].float().to(device))
-    model = ProtoTree(tail, cf, num_classes, cfg.depth, cfg.feature_dim, cfg.log_probabilities).to(device)
+    model = ProtoTree(tail, cf, num_classes, cfg.depth, cfg.feature_dim, cfg.log_probabilities, cfg.add_on,
+                      cfg.headline).to(device)
     with torch.no_grad():
         model.prototypes.normal_(cfg.proto_init_mean, cfg.proto_init_std)
     opt = torch.optim.Adam(
@@ -647,8 +777,8 @@ def train_prototree(
     for epoch in range(cfg.epochs):
         frozen = epoch < cfg.warm_epochs
         model.train()
-        # Warm-up: tail frozen entirely (no gradient, BN statistics fixed).
-        model.tail.train(not frozen)
+        # Warm-up: tail frozen (no gradient; BN statistics fixed unless warm_bn_frozen is False, as official).
+        model.tail.train(not (frozen and cfg.warm_bn_frozen))
         for p in model.tail.parameters():
             p.requires_grad_(not frozen)
         epoch_start = model.leaf_logits.clone()
@@ -659,7 +789,7 @@ def train_prototree(
             disable=not progress, leave=False,
         )
         for batch in bar:
-            min_dist, _ = model.min_distances(batch.x)
+            min_dist = model.nearest_distances(batch.x)
             out, path = model.tree_output(min_dist)
             log_out = out if cfg.log_probabilities else torch.log(out)
             loss = F.nll_loss(log_out, batch.y)
@@ -681,12 +811,12 @@ def train_prototree(
     for p in model.tail.parameters():
         p.requires_grad_(True)
     model.eval()
-    pruning = model.prune(cfg.pruning_threshold)
+    pruning = model.prune(cfg.pruning_threshold, cfg.prune_root_children)
     projection = model.project(feats, labels, cfg.batch_size, cfg.class_constrained_projection, progress)
     lengths = []
     with torch.no_grad():
         for batch in iterate_batches(feats, labels, 256, shuffle=False, random_flip=False, device=device):
-            lengths.append(model.greedy_paths(model.min_distances(batch.x)[0])[2])
+            lengths.append(model.greedy_paths(model.nearest_distances(batch.x))[2])
     lengths_t = torch.cat(lengths).float()
     model.summary = {
         **pruning,

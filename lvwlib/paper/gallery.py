@@ -76,7 +76,7 @@ def shared_fraction(gallery: pd.DataFrame) -> pd.Series:
 def write_word_galleries(
     models: dict[str, TrainedModel], prep: Any, names: list[str], out_dir: Path, max_words: int = 100
 ) -> pd.DataFrame:
-    """One gallery per model (``word_gallery_<method>.png`` / ``.pdf``) and ``word_gallery.csv``.
+    """One gallery per model (``word_gallery_<method>.png``, palette PNG) and ``word_gallery.csv``.
 
     Only the first gallery stays open (shown inline); the others are only saved, which keeps
     an executed notebook small. Returns the rows of every gallery.
@@ -84,7 +84,8 @@ def write_word_galleries(
     tables = []
     for n, (method, model) in enumerate(models.items()):
         fig, rows = word_gallery(model, prep, names, max_words)
-        save_figure(fig, out_dir / f"word_gallery_{method}")
+        # photos only: a palette PNG, no PDF (in vector form it would only wrap the same ~100 rasters, >2 MB)
+        save_figure(fig, out_dir / f"word_gallery_{method}", formats=("png",), palette=True)
         if n:
             plt.close(fig)
         tables.append(rows)

@@ -80,7 +80,8 @@ def figure_rows(results_dir: Path, datasets: list[str]) -> list[dict[str, str]]:
         stems = [stem.format(dataset=d) for d in datasets] if "{dataset}" in stem else [stem]
         for s in stems:
             if (results_dir / f"{s}.png").exists():
-                rows.append({"figure": f"[{s}.png]({s}.png) ([pdf]({s}.pdf))", "caption": caption, "paper": paper})
+                pdf = f" ([pdf]({s}.pdf))" if (results_dir / f"{s}.pdf").exists() else ""  # galleries: PNG only
+                rows.append({"figure": f"[{s}.png]({s}.png){pdf}", "caption": caption, "paper": paper})
     return rows
 
 

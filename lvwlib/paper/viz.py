@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from lvwlib.core.maps import high_activation_box
 from lvwlib.store.records import save_with
@@ -20,11 +22,32 @@ THEME = {"style": "whitegrid", "context": "notebook"}  # the one seaborn theme o
 FIGURE_DPI = 80
 
 
-def save_figure(fig: plt.Figure, stem: str | Path, dpi: int = FIGURE_DPI) -> None:
-    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf``, each atomically (line plots: dpi >= 150)."""
+def save_figure(
+    fig: plt.Figure, stem: str | Path, dpi: int = FIGURE_DPI, formats: Sequence[str] = ("png", "pdf"),
+    palette: bool = False,
+) -> None:
+    """Save ``fig`` as ``<stem>.<format>`` for each of ``formats``, each atomically (line plots: dpi >= 150).
+
+    ``palette``: write the PNG with a 256-colour adaptive palette (median cut, Floyd-Steinberg
+    dithering), which keeps a grid of a hundred photos under 1 MB instead of ~3 MB in RGB.
+    """
     stem = Path(stem)
-    for suffix in (".png", ".pdf"):
-        save_with(stem.with_suffix(suffix), lambda tmp, s=suffix: fig.savefig(tmp, format=s[1:], dpi=dpi, bbox_inches="tight"))
+    for fmt in formats:
+        if fmt == "png" and palette:
+            save_with(stem.with_suffix(".png"), lambda tmp: _save_palette_png(fig, tmp, dpi))
+        else:
+            save_with(stem.with_suffix(f".{fmt}"),
+                      lambda tmp, f=fmt: fig.savefig(tmp, format=f, dpi=dpi, bbox_inches="tight"))
+
+
+def _save_palette_png(fig: plt.Figure, path: Path, dpi: int) -> None:
+    """Render ``fig`` as an RGB PNG in memory, then write it to ``path`` with an adaptive 256-colour palette."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    buffer.seek(0)
+    rgb = Image.open(buffer).convert("RGB")
+    rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+        path, format="png", optimize=True)
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:

@@ -108,6 +108,28 @@ def test_figure_rows_lists_only_existing(tmp_path):
     rows = figure_rows(tmp_path, ["imagenette", "imagewoof"])
     assert [r["paper"] for r in rows] == ["Figure 2", "Figure 3(b-f)"]
     assert rows[0]["figure"].startswith("[imagenette/figure2.png]")
+    assert "pdf" not in rows[0]["figure"]  # no PDF beside the PNG (galleries): no dead link
+    (tmp_path / "imagenette" / "figure2.pdf").write_bytes(b"")
+    assert figure_rows(tmp_path, ["imagenette"])[0]["figure"].endswith("([pdf](imagenette/figure2.pdf))")
+
+
+def test_save_figure_palette_png_only(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from lvwlib.paper.viz import save_figure
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.imshow(torch.rand(32, 32, 3, generator=torch.Generator().manual_seed(0)).numpy())  # a photo-like raster
+    save_figure(fig, tmp_path / "gallery", formats=("png",), palette=True)
+    save_figure(fig, tmp_path / "plain")
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gallery.png", "plain.pdf", "plain.png"]
+    palette, plain = Image.open(tmp_path / "gallery.png"), Image.open(tmp_path / "plain.png")
+    assert palette.mode == "P" and len(palette.getcolors(maxcolors=257)) <= 256
+    assert plain.mode == "RGBA" and palette.size == plain.size
 
 
 def test_most_used_words_by_hand():

@@ -81,34 +81,37 @@ def reflect_padding(module: nn.Module) -> int:
     return changed
 
 
-class ContextPad(nn.Module):
-    """Reflect-pad an image batch by ``pixels`` per side: [B, 3, S, S] -> [B, 3, S + 2p, S + 2p]."""
+class _PerSide(nn.Module):
+    """A module that widens or narrows a map by a fixed amount on each of its four sides."""
 
-    def __init__(self, pixels: int) -> None:
+    unit = "amount"  # what the amount counts, for the repr (pixels, cells)
+
+    def __init__(self, amount: int) -> None:
         super().__init__()
-        self.pixels = int(pixels)
+        self.amount = int(amount)
+
+    def extra_repr(self) -> str:
+        return f"{self.unit}={self.amount}"
+
+
+class ContextPad(_PerSide):
+    """Reflect-pad an image batch by ``amount`` pixels per side: [B, 3, S, S] -> [B, 3, S + 2p, S + 2p]."""
+
+    unit = "pixels"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.pixels
+        p = self.amount
         return F.pad(x, (p, p, p, p), mode="reflect")
 
-    def extra_repr(self) -> str:
-        return f"pixels={self.pixels}"
 
+class ContextCrop(_PerSide):
+    """Keep the inner cells of a grid: [B, C, h + 2c, w + 2c] -> [B, C, h, w] (``amount`` = c cells per side)."""
 
-class ContextCrop(nn.Module):
-    """Keep the inner cells of a grid: [B, C, h + 2c, w + 2c] -> [B, C, h, w] (``c`` cells per side)."""
-
-    def __init__(self, cells: int) -> None:
-        super().__init__()
-        self.cells = int(cells)
+    unit = "cells"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.cells
+        c = self.amount
         return x[..., c : x.shape[-2] - c, c : x.shape[-1] - c]
-
-    def extra_repr(self) -> str:
-        return f"cells={self.cells}"
 
 
 def context_cells(name: str, split: str) -> tuple[int, int]:

@@ -57,19 +57,21 @@ def joint_lr(base_lr: float, joint_epoch: int, cfg: LVWConfig) -> float:
     return max(base_lr * cfg.lr_decay ** (joint_epoch // cfg.lr_decay_every), cfg.lr_floor)
 
 
-def warm_optimiser(model: PrototypeNet, lr_words: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam of the warm-up: add-on and words at ``lr_words``; weight decay on the add-on only.
+def _add_on_and_word_groups(model: PrototypeNet, lr_words: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Adam groups of the add-on and the words, both at ``lr_words``.
 
-    With ``weight_decay`` 0 it is one parameter group, as before the option existed; ProtoPNet's
-    code decays the add-on (1e-3) and not the words, which takes a second group.
+    With ``weight_decay`` 0 one group, as before the option existed; otherwise two, since
+    ProtoPNet's code decays the add-on (1e-3) and never the words.
     """
     add_on, words = list(model.add_on.parameters()), [model.words]
     if weight_decay == 0:
-        return torch.optim.Adam([{"params": [*add_on, *words], "lr": lr_words}])
-    return torch.optim.Adam([
-        {"params": add_on, "lr": lr_words, "weight_decay": weight_decay},
-        {"params": words, "lr": lr_words},
-    ])
+        return [{"params": [*add_on, *words], "lr": lr_words}]
+    return [{"params": add_on, "lr": lr_words, "weight_decay": weight_decay}, {"params": words, "lr": lr_words}]
+
+
+def warm_optimiser(model: PrototypeNet, lr_words: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam of the warm-up: add-on and words at ``lr_words``; weight decay on the add-on only."""
+    return torch.optim.Adam(_add_on_and_word_groups(model, lr_words, weight_decay))
 
 
 def joint_optimiser(
@@ -78,20 +80,12 @@ def joint_optimiser(
     """Adam of the joint stage: the tail at ``lr_tail`` (group 0), add-on and words at ``lr_words``.
 
     Weight decay (L2, Adam's ``weight_decay``) goes to the tail and the add-on, never to the words
-    (ProtoPNet's main.py); with it the add-on and the words are two groups, without it one group as
-    before the option existed (:func:`set_joint_lrs` sets either form).
+    (ProtoPNet's main.py); :func:`set_joint_lrs` sets the lrs of either form.
     """
-    add_on, words = list(model.add_on.parameters()), [model.words]
-    if weight_decay == 0:
-        return torch.optim.Adam([
-            {"params": model.tail.parameters(), "lr": lr_tail},
-            {"params": [*add_on, *words], "lr": lr_words},
-        ])
-    return torch.optim.Adam([
-        {"params": model.tail.parameters(), "lr": lr_tail, "weight_decay": weight_decay},
-        {"params": add_on, "lr": lr_words, "weight_decay": weight_decay},
-        {"params": words, "lr": lr_words},
-    ])
+    tail: dict[str, Any] = {"params": model.tail.parameters(), "lr": lr_tail}
+    if weight_decay != 0:
+        tail["weight_decay"] = weight_decay
+    return torch.optim.Adam([tail, *_add_on_and_word_groups(model, lr_words, weight_decay)])
 
 
 def set_joint_lrs(optimiser: torch.optim.Optimizer, lr_tail: float, lr_words: float) -> None:

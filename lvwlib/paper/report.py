@@ -137,15 +137,29 @@ def read_results(root: Path) -> Results:
 
 def read_trunk_calibration(root: Path) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
     """The per-seed rows of the trunk calibration under ``root/calibration/trunk`` (None: not run; only
-    files that carry the border diagnostic) and its variants' overrides (None: no run record)."""
+    files that carry the border diagnostic) and its variants' overrides (None: no run record).
+
+    Later runs (another seed, dataset or set of rows) live in subfolders, each with its own run record:
+    their rows join the top folder's, a (dataset, variant, method, seed) row measured twice (the base
+    row every run records) counts once, the shallower file's; their variants join the top record's.
+    """
     from lvwlib.paper.border import TRUNK_CALIBRATION
 
     folder = root / TRUNK_CALIBRATION
-    parts = [pd.read_csv(p) for p in sorted(folder.glob("calibration_*.csv"))]
+
+    def shallow_first(path: Path) -> tuple[int, str]:
+        return len(path.relative_to(folder).parts), str(path)
+
+    parts = [pd.read_csv(p) for p in sorted(folder.rglob("calibration_*.csv"), key=shallow_first)]
     parts = [p for p in parts if "peak_border" in p.columns]
-    record = folder / "run_calibration.json"
-    variants = json.loads(record.read_text()).get("config", {}).get("variants") if record.exists() else None
-    return (pd.concat(parts, ignore_index=True) if parts else None), variants
+    variants: dict[str, Any] | None = None
+    for record in sorted(folder.rglob("run_calibration.json"), key=shallow_first):
+        found = json.loads(record.read_text()).get("config", {}).get("variants") or {}
+        variants = {**found, **(variants or {})}  # the shallower record's overrides win
+    if not parts:
+        return None, variants
+    rows = pd.concat(parts, ignore_index=True).drop_duplicates(["dataset", "variant", "method", "seed"], keep="first")
+    return rows.reset_index(drop=True), variants
 
 
 def measured_sections(results: Results, backbone: BackboneConfig | None = None) -> list[str]:

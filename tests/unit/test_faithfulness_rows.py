@@ -181,6 +181,15 @@ def test_report_shows_the_trunk_calibration_before_and_after_on_validation(tmp_p
         folder / "calibration_old.csv", index=False)  # recorded before the border diagnostic: left out
     results = read_results(tmp_path)
     assert len(results.trunk_calibration) == 8
+    # a later run in a subfolder: its new rows join, a row measured again (base, seed 0) counts once
+    later = _trunk_rows()
+    later = later[(later["variant"] == "zeros") & (later["seed"] == 0)].assign(val_accuracy=0.5)
+    (folder / "seed3").mkdir()
+    pd.concat([later, later[later["method"] == "lvw_noalign"].assign(seed=3)]).to_csv(
+        folder / "seed3" / "calibration_d.csv", index=False)
+    joined = read_results(tmp_path).trunk_calibration
+    assert len(joined) == 9 and joined[joined["seed"] == 0]["val_accuracy"].tolist() == pytest.approx([0.8] * 4)
+    (folder / "seed3" / "calibration_d.csv").unlink()
     summary = calibration_summary(results.trunk_calibration)
     assert list(summary["method"]) == ["base", "base", "lvw_noalign", "lvw_noalign"]  # base first, file order
     assert list(summary["variant"]) == ["zeros", "reflect"] * 2 and (summary["seeds"] == 2).all()

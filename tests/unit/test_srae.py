@@ -233,3 +233,33 @@ def test_faithfulness_metrics_known_answer():
     assert fm["F_reg"] == pytest.approx(100.0)
     assert fm["F_cls"] == pytest.approx(1 / 3)
     assert fm["F_cls_joint"] == 1.0
+
+
+def test_l2_in_the_optimiser_equals_the_loss_term():
+    """Eq. 5's L2 as Adam's coupled weight decay: the same updates as the loss term (issue 17's speed-up)."""
+    from lvwlib.methods.srae.model import SRAE, l2_penalty, l2_value, srae_optimiser
+
+    cfg = SRAEConfig(hidden=(6, 4), n_xfeatures=2, lambda_encoder=0.3, lambda_decoder=0.2, lambda_predictor=0.1,
+                     predictor_bias=True, lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.rand(5, 8, generator=gen)
+    fast = SRAE(8, 2, (6, 4), groups=3, outputs=1, predictor_bias=True, generator=torch.Generator().manual_seed(1))
+    ref = SRAE(8, 2, (6, 4), groups=3, outputs=1, predictor_bias=True, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref.v_bias.fill_(0.5)
+        fast.v_bias.fill_(0.5)
+    opt_fast, opt_ref = srae_optimiser(fast, cfg), torch.optim.Adam(ref.parameters(), lr=cfg.lr)
+    enc, dec, v = ref.weight_groups()
+    assert l2_value(enc) == pytest.approx(l2_penalty(enc).item(), rel=1e-6)
+    for _ in range(4):
+        for model, opt, with_l2 in ((fast, opt_fast, False), (ref, opt_ref, True)):
+            x, recon, y = model(z)
+            loss = x.pow(2).sum() + (recon - z[:, None]).pow(2).sum() + y.sum()
+            if with_l2:
+                loss = loss + 0.3 * l2_penalty(enc) + 0.2 * l2_penalty(dec) + 0.1 * l2_penalty(v)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for a, b in zip(fast.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert fast.v_bias.ne(0.5).all()  # the predictor bias trained (undecayed, as in the loss form)

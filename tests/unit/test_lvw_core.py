@@ -118,6 +118,28 @@ def test_push_makes_words_equal_training_patches():
         assert all_d.min() == 0
 
 
+def test_patch_distances_by_hand():
+    from lvwlib.core.push import patch_distances
+
+    latent = torch.tensor([[[[0.0, 3.0]], [[0.0, 4.0]]]])  # [1, D=2, 1, 2]: patches (0, 0) and (3, 4)
+    words = torch.tensor([[0.0, 0.0], [3.0, 0.0]])  # [M=2, D]
+    assert torch.equal(patch_distances(latent, words), torch.tensor([[[0.0, 5.0], [3.0, 4.0]]]))
+
+
+def test_push_takes_each_words_nearest_patch_and_records_its_squared_distance():
+    net = _tiny_net()
+    feats = torch.randn(6, 2, 3, 2, 2).half()
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    with torch.no_grad():
+        latent = net.latent(feats[:, 0].float())  # [6, D, 2, 2]
+        before = net.words.detach().clone()
+    record = push_words(net, feats, labels, progress=False, batch_size=4)  # two batches: the running minimum
+    squared = ((latent[:, None] - before[None, :, :, None, None]) ** 2).sum(2).flatten(2)  # [6, M, 4]
+    best = squared.permute(1, 0, 2).flatten(1).min(1)  # per word over (image, position)
+    assert torch.equal(record.image * 4 + record.row * 2 + record.col, best.indices)
+    torch.testing.assert_close(record.distance, best.values, rtol=1e-5, atol=1e-6)
+
+
 def test_class_specific_push_uses_own_class_only():
     net = _tiny_net()
     feats = torch.randn(6, 2, 3, 2, 2).half()

@@ -62,6 +62,8 @@ TABLES: list[tuple[str, str, str]] = [
     ("table1", "Accuracy and IoU coverage (q = 50) of every method in the paper's column order, mean ± sd over "
      "seeds beside the paper's numbers, with a random-map row (chance level).", "Table 1"),
     ("srae_table", "SRAE's faithfulness and orthogonality.", "Table 2"),
+    ("prototree_table", "ProtoTree's soft, sample_max and greedy test accuracy after pruning and projection, "
+     "their fidelity to the soft tree, near-uniform leaves; which one Table 1 reports.", "none"),
     ("iou_paper_vs_reference", "IoU coverage by the paper's definition vs the reference code's variant.",
      "none"),
     ("random_map", "IoU of uniform-noise maps against Grad-CAM at every q, both variants.", "none"),

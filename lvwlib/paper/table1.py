@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lvwlib.experiment.config import experiment_from_params
@@ -126,14 +127,22 @@ def prototree_rows(rows: Rows) -> pd.DataFrame:
 def write_prototree_table(tree: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     """``prototree_table.csv`` (every seed) / ``.md`` (mean and std over seeds per dataset); the summary."""
     numeric = [*PROTOTREE_MEASURES, *PROTOTREE_SIZES]
-    summary = tree.groupby(["dataset", "headline"])[numeric].agg(["mean", "std"])
+    grouped = tree.groupby(["dataset", "headline"])
+    summary = grouped[numeric].agg(["mean", "std"])
     summary.columns = [f"{a} {b}" for a, b in summary.columns]
+    # one "mean ± sd" cell per measure (sd only with 2 seeds or more), so the table fits a page
+    shown = pd.DataFrame({"seeds": grouped.size()})
+    for k in numeric:
+        digits = 0 if k in PROTOTREE_SIZES else 3
+        shown[k] = [f"{m:.{digits}f}" + ("" if np.isnan(sd) else f" ± {sd:.{digits}f}")
+                    for m, sd in zip(summary[f"{k} mean"], summary[f"{k} std"], strict=True)]
     write_table(tree, "# ProtoTree: the three inference strategies on test (mean and std over seeds)\n\n"
                 "acc_*: accuracy of the soft (official headline), sample_max and greedy tree after pruning and "
                 "projection; fidelity_*: share of images on which that strategy predicts the soft tree's class; "
                 "near_uniform_*: share of images whose reached leaf has max class probability < 2 / C; headline: "
                 "the strategy Table 1 reports.\n\n"
-                + summary.to_markdown(floatfmt=".4f") + "\n", out_dir / "prototree_table")
+                + shown.reset_index().to_markdown(index=False, disable_numparse=True) + "\n",
+                out_dir / "prototree_table")
     return summary
 
 

@@ -274,5 +274,6 @@ def test_prototree_table_from_result_rows(tmp_path):
     summary = write_prototree_table(tree, tmp_path)
     assert summary.loc[("imagenette", "soft"), "acc_soft mean"] == pytest.approx(0.75)
     assert summary.loc[("imagenette", "soft"), "leaves_after mean"] == 1024
-    assert (tmp_path / "prototree_table.md").read_text().startswith("# ProtoTree")
+    md = (tmp_path / "prototree_table.md").read_text()
+    assert md.startswith("# ProtoTree") and "| imagenette | soft       | 2       | 0.750 ± 0.071 |" in md
     assert (tmp_path / "prototree_table.csv").exists()

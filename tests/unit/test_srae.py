@@ -263,3 +263,21 @@ def test_l2_in_the_optimiser_equals_the_loss_term():
     for a, b in zip(fast.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert fast.v_bias.ne(0.5).all()  # the predictor bias trained (undecayed, as in the loss form)
+
+
+def test_shared_input_layer_same_weights_and_outputs_as_per_group():
+    """The encoder's first layer stores its weight [d_in, G, d_out]: the same draws, the same outputs."""
+    from lvwlib.methods.srae.model import _GroupedLinear
+
+    shared = _GroupedLinear(3, 4, 2, torch.Generator().manual_seed(5), shared_input=True)
+    plain = _GroupedLinear(3, 4, 2, torch.Generator().manual_seed(5))
+    assert shared.weight.shape == (4, 3, 2) and plain.weight.shape == (3, 4, 2)
+    assert torch.equal(shared.weight.permute(1, 0, 2), plain.weight) and torch.equal(shared.bias, plain.bias)
+    h = torch.rand(5, 4, generator=torch.Generator().manual_seed(6))
+    out = shared(h)  # [5, 3, 2]
+    torch.testing.assert_close(out, plain(h))
+    for g in range(3):
+        torch.testing.assert_close(out[:, g], h @ plain.weight[g] + plain.bias[g])
+        torch.testing.assert_close(shared(h, g), out[:, g])
+    with pytest.raises(ValueError, match="shared-input"):
+        shared(torch.rand(5, 3, 4))

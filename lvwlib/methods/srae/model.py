@@ -208,19 +208,39 @@ def l2_value(params: list[torch.Tensor]) -> float:
 
 
 class _GroupedLinear(nn.Module):
-    """G independent linear layers: weight [G, d_in, d_out], bias [G, d_out]."""
+    """G independent linear layers: weight [G, d_in, d_out] (``shared_input``: [d_in, G, d_out]), bias [G, d_out].
 
-    def __init__(self, groups: int, d_in: int, d_out: int, generator: torch.Generator) -> None:
+    ``shared_input``: every group reads the same input [B, d_in] (the encoder's first layer, on Z).
+    Its weight is stored [d_in, G, d_out], so all groups are one [B, d_in] @ [d_in, G * d_out]
+    product with no copy: stored [G, d_in, d_out], the einsum copied the whole weight (Cf x G x
+    800 or 256 values) into that order on every forward and its gradient back on every backward,
+    ~40 % of an SRAE step at 102 classes (issue 17). Same values either way: the initial weights
+    are drawn [G, d_in, d_out] and permuted.
+    """
+
+    def __init__(
+        self, groups: int, d_in: int, d_out: int, generator: torch.Generator, shared_input: bool = False
+    ) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(d_in)  # as nn.Linear's default initialisation
-        self.weight = nn.Parameter((torch.rand(groups, d_in, d_out, generator=generator) * 2 - 1) * bound)
+        weight = (torch.rand(groups, d_in, d_out, generator=generator) * 2 - 1) * bound
+        self.shared_input = shared_input
+        self.weight = nn.Parameter(weight.permute(1, 0, 2).contiguous() if shared_input else weight)
         self.bias = nn.Parameter((torch.rand(groups, d_out, generator=generator) * 2 - 1) * bound)
+
+    def group_weight(self, group: int) -> torch.Tensor:
+        """Group ``group``'s weight [d_in, d_out] (a view)."""
+        return self.weight[:, group] if self.shared_input else self.weight[group]
 
     def forward(self, h: torch.Tensor, group: int | None = None) -> torch.Tensor:
         """All groups: [B, d_in] (shared input) or [B, G, d_in] -> [B, G, d_out].
         One group g: [B, d_in] -> [B, d_out]."""
         if group is not None:
-            return h @ self.weight[group] + self.bias[group]
+            return h @ self.group_weight(group) + self.bias[group]
+        if self.shared_input:
+            if h.dim() != 2:
+                raise ValueError(f"a shared-input layer takes [B, d_in], got {tuple(h.shape)}")
+            return (h @ self.weight.flatten(1)).view(h.shape[0], *self.bias.shape) + self.bias
         if h.dim() == 2:
             return torch.einsum("bi,gio->bgo", h, self.weight) + self.bias
         return torch.einsum("bgi,gio->bgo", h, self.weight) + self.bias
@@ -257,7 +277,8 @@ class SRAE(nn.Module):
         enc = [in_dim, *hidden, n]
         dec = [n, *reversed(hidden), in_dim]
         self.encoder = nn.ModuleList(
-            _GroupedLinear(groups, a, b, generator) for a, b in zip(enc[:-1], enc[1:], strict=True)
+            _GroupedLinear(groups, a, b, generator, shared_input=i == 0)  # the first layer reads Z itself
+            for i, (a, b) in enumerate(zip(enc[:-1], enc[1:], strict=True))
         )
         self.decoder = nn.ModuleList(
             _GroupedLinear(groups, a, b, generator) for a, b in zip(dec[:-1], dec[1:], strict=True)

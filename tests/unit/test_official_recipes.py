@@ -192,7 +192,9 @@ def test_curve_has_step_zero_and_one_point_per_merge_step():
 
 
 def test_calibrate_curve_runs_once_per_named_variant(tmp_path, monkeypatch):
-    (tmp_path / "v.yaml").write_text("variants:\n  a: {}\n  b: {protopshare: {joint_epochs: 5}}\n")
+    # each variant names its schedule: the test holds whatever params/default.yaml's protopshare is
+    (tmp_path / "v.yaml").write_text("variants:\n  a: {protopshare: {joint_epochs: 0}}\n"
+                                     "  b: {protopshare: {joint_epochs: 5}}\n")
     seen = []
 
     def fake(params, dataset, method, seed, epochs, eval_every=10, progress=False):

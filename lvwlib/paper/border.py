@@ -37,6 +37,7 @@ from lvwlib.core.metrics import iou_coverage
 from lvwlib.experiment.evaluate import EVAL_BATCH
 from lvwlib.experiment.models import TrainedModel, explained_maps, push_cells
 from lvwlib.methods import registry
+from lvwlib.paper.tables import mean_sd_cells
 
 STAGE_BEFORE = "before trunk change"
 COLUMNS = ("word_border", "peak_border", "chance", "iou_grid", "iou_centred")
@@ -117,8 +118,7 @@ def summary_markdown(rows: pd.DataFrame) -> str:
     s = summary(rows)
     table = s[["stage", "dataset", "method", "seeds"]].copy()
     for col in COLUMNS:
-        table[col] = [("–" if np.isnan(m) else f"{m:.3f}" + ("" if np.isnan(d) else f" ± {d:.3f}"))
-                      for m, d in zip(s[f"{col} mean"], s[f"{col} sd"], strict=True)]
+        table[col] = mean_sd_cells(s[f"{col} mean"], s[f"{col} sd"])
     return ("# Border diagnostic\n\nShare of word push locations (`word_border`) and of test-map peaks "
             "(`peak_border`) on the border cells of the trunk grid, against a uniform location's share "
             "(`chance`, 24/49 on 7 x 7); IoU coverage (q from the params) of each image's combined grid map "

@@ -42,6 +42,7 @@ from lvwlib.core.faithfulness import blurred, curve_auc, pixel_order
 from lvwlib.core.maps import combined_word_map, upsample_cam
 from lvwlib.experiment.models import TrainedModel
 from lvwlib.methods import registry
+from lvwlib.paper.tables import mean_sd_cells
 from lvwlib.store.cache import cached
 from lvwlib.store.fingerprint import code_fingerprint
 from lvwlib.store.paths import resolve
@@ -253,8 +254,7 @@ def summary_markdown(per_image: pd.DataFrame, n_images: int, steps: int) -> str:
     s = summary(per_image)
     table = s[["dataset", "row", "seeds", "images"]].copy()
     for col in ("deletion", "insertion"):
-        table[f"{col} AUC"] = [f"{m:.3f}" + ("" if np.isnan(d) else f" ± {d:.3f}")
-                               for m, d in zip(s[f"{col} mean"], s[f"{col} sd"], strict=True)]
+        table[f"{col} AUC"] = mean_sd_cells(s[f"{col} mean"], s[f"{col} sd"])
     return ("# Deletion / insertion faithfulness\n\nEach row's map on its own model's predicted class, the "
             f"whole model (trunk included) re-run on {n_images} test images per dataset and seed (stratified, "
             f"seeded), {steps} steps. Deletion AUC: lower is better; insertion AUC: higher is better. "

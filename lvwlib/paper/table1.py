@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from lvwlib.experiment.config import experiment_from_params
@@ -21,7 +20,7 @@ from lvwlib.experiment.stages import base_for_seed, prepare
 from lvwlib.methods import labels
 from lvwlib.paper.analyses import random_map_sweep
 from lvwlib.paper.figures import PLOT_DPI, plot_iou_sweep
-from lvwlib.paper.tables import long_rows, summarise, table1_columns, table1_markdown
+from lvwlib.paper.tables import long_rows, mean_sd_cells, summarise, table1_columns, table1_markdown
 from lvwlib.paper.viz import save_figure
 from lvwlib.store.records import write_table
 
@@ -133,9 +132,7 @@ def write_prototree_table(tree: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     # one "mean ± sd" cell per measure (sd only with 2 seeds or more), so the table fits a page
     shown = pd.DataFrame({"seeds": grouped.size()})
     for k in numeric:
-        digits = 0 if k in PROTOTREE_SIZES else 3
-        shown[k] = [f"{m:.{digits}f}" + ("" if np.isnan(sd) else f" ± {sd:.{digits}f}")
-                    for m, sd in zip(summary[f"{k} mean"], summary[f"{k} std"], strict=True)]
+        shown[k] = mean_sd_cells(summary[f"{k} mean"], summary[f"{k} std"], 0 if k in PROTOTREE_SIZES else 3)
     write_table(tree, "# ProtoTree: the three inference strategies on test (mean and std over seeds)\n\n"
                 "acc_*: accuracy of the soft (official headline), sample_max and greedy tree after pruning and "
                 "projection; fidelity_*: share of images on which that strategy predicts the soft tree's class; "

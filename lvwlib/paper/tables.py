@@ -103,6 +103,13 @@ def summarise(long: pd.DataFrame, columns: tuple[str, ...] = ("accuracy", "iou")
     return out.reset_index()
 
 
+def mean_sd_cells(means: Any, sds: Any, digits: int = 3) -> list[str]:
+    """One ``"mean ± sd"`` cell per pair: ``–`` for a missing mean, the mean alone when the sd is missing
+    (one seed). The cells of every summary table but Table 1's (which always shows an sd)."""
+    return [("–" if pd.isna(m) else f"{m:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd:.{digits}f}"))
+            for m, sd in zip(means, sds, strict=True)]
+
+
 def _pm(mean: float, std: float, scale: float, digits: int) -> str:
     if pd.isna(mean):
         return "–"

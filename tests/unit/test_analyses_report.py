@@ -251,3 +251,11 @@ def test_report_compares_flowers102_with_the_papers_column(tmp_path):
     assert rows["Base + Grad-CAM"] == ["98.17", "90.00", "-8.17", "1.0000", "1.0000", "+0.0000"]
     assert rows["ProtoPNet"] == ["86.33", "–", "–", "0.3081", "–", "–"]  # a row of the paper we did not run
     assert section in report_markdown(results, pd.DataFrame([{"claim": "x"}]))
+
+
+def test_mean_sd_cells_by_hand():
+    from lvwlib.paper.tables import mean_sd_cells
+
+    cells = mean_sd_cells([0.5, 0.25, float("nan")], [0.125, float("nan"), 0.1])
+    assert cells == ["0.500 ± 0.125", "0.250", "–"]  # one seed: no sd; no measurement: a dash
+    assert mean_sd_cells([1023.0], [0.0], digits=0) == ["1023 ± 0"]

@@ -163,6 +163,8 @@ def test_killed_reproduce_resumes_to_the_same_table(tmp_path):
         params["cache_dir"] = str(tmp_path / name)
         # the rows notebooks 01-02 train anyway: the table notebook only reads the cache
         params["methods"] = ["base", "lvw_noalign", "lvw"]
+        # the ONNX trunk (tiny.yaml computes eagerly): its export is one more atomic write a kill may hit
+        params["backbone"]["runtime"] = "onnx"
         path = tmp_path / f"params_{name}.yaml"
         path.write_text(yaml.safe_dump(params))
         return path
@@ -205,6 +207,7 @@ def test_killed_reproduce_resumes_to_the_same_table(tmp_path):
     name = results_name(str(dataset))
     assert name.startswith("my_shapes-") and name.encode() in table
     assert _partial_files(results, cache) == []
+    assert len(list((cache / "trunk_onnx").glob("*.onnx"))) == 1  # the features came from the ONNX trunk
     assert (results / STAMP_NAME).is_file()  # the finished run stamped its results (warm reruns skip)
     # named after the folder, under RESULTS; nothing written into the dataset
     assert sorted(p.name for p in (results / "notebooks").iterdir()) == sorted(

@@ -37,9 +37,9 @@ def test_streaming_tail_all_trains_pushes_and_evaluates(tmp_path):
 
     # Each word after the last push is the latent patch it was pushed onto (streamed push):
     # rebuild the network from its checkpoint and recompute the patches from the images.
-    exp = experiment_from_params({**load_params(resolve("params/tiny.yaml")), "cache_dir": str(tmp_path / "cache"),
-                                  "device": "cpu", "backbone": {"name": "tiny", "weights": "none", "tail": "all"}},
-                                 "synthetic")
+    tiny = load_params(resolve("params/tiny.yaml"))
+    exp = experiment_from_params({**tiny, "cache_dir": str(tmp_path / "cache"), "device": "cpu",
+                                  "backbone": {**tiny["backbone"], "tail": "all"}}, "synthetic")
     bundle = load_dataset(exp.run.data)
     backbone = build_backbone(exp.run.backbone)
     net = PrototypeNet(backbone.tail, backbone.feature_channels, 3, words_per_class=2, feature_dim=8)

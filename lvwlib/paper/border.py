@@ -19,8 +19,8 @@ measures, on the test set,
 (``params/calibration_trunk.yaml``): before (``zeros``) and after each trunk change, with each row's
 validation accuracy and IoU.
 
-The results carry a ``stage`` label ("before trunk change" by default) so a later run after
-a trunk change sits beside them in the same files.
+The results carry a ``stage`` label (:func:`trunk_stage`: "before trunk change" for the zero-padded
+trunk, "after trunk change" for any other ``backbone.border``) so runs on either trunk sit side by side.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from lvwlib.methods import registry
 from lvwlib.paper.tables import mean_sd_cells
 
 STAGE_BEFORE = "before trunk change"
+STAGE_AFTER = "after trunk change"
 COLUMNS = ("word_border", "peak_border", "chance", "iou_grid", "iou_centred")
 
 
@@ -151,6 +152,12 @@ def plot_mean_maps(means: dict[str, dict[str, torch.Tensor]], title: str = "") -
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def trunk_stage(border: str) -> str:
+    """The stage label of a run whose trunk pads with ``border`` (``backbone.border``): the zero-padded
+    trunk is the one before issue 15's trunk change, every other border is after it."""
+    return STAGE_BEFORE if border == "zeros" else STAGE_AFTER
 
 
 def file_stem(stage: str) -> str:

@@ -201,3 +201,11 @@ def test_report_shows_the_trunk_calibration_before_and_after_on_validation(tmp_p
     # dataset, method, trunk, chosen, seeds, val_accuracy, val_iou, word_border, peak_border, chance
     assert cells == [["d", "LVW w/o alignment", "zeros (before)", "", "2", "0.810", "0.300", "0.800", "0.900", "0.490"],
                      ["d", "LVW w/o alignment", "reflect", "yes", "2", "0.810", "0.300", "0.400", "0.500", "0.490"]]
+
+
+def test_the_stage_label_follows_the_trunks_border():
+    from lvwlib.paper.border import file_stem, trunk_stage
+
+    assert trunk_stage("zeros") == "before trunk change"
+    assert trunk_stage("context") == trunk_stage("reflect") == "after trunk change"
+    assert file_stem(trunk_stage("context")) == "border_diagnostic_after_trunk_change"

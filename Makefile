@@ -110,12 +110,11 @@ test-browser: $(STAMP)
 	LVW_BROWSER_REQUIRED=1 LVW_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(BIN)/python -m pytest tests/browser -q -rs $(PYTEST_ARGS)
 
 # The README's test command: environment, lint, unit + integration tests, notebooks under nbval.
-# pytest-xdist: one worker per core, a test file per worker (its module fixtures are built once),
-# files handed out in collection order: tests/conftest.py puts the longest first.
+# pytest-xdist: one worker per core, a test file per worker (its module fixtures are built once).
 TEST_WORKERS ?= auto
 test: $(STAMP) data
 	$(BIN)/ruff check lvwlib tests benchmarks
-	$(BIN)/python -m pytest tests -q -rs -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -q -rs -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	cd notebooks && ../$(BIN)/python -m pytest --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider -q -n $(TEST_WORKERS) --dist loadfile .
 
 # The tests again on 3 torch threads: floats summed in other orders, this machine's stand-in for

@@ -48,10 +48,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch 2.14.1 / torchvision 0.29.1 are served from this machine's disk; a range admits them.
-	# --no-compile: Python byte-compiles a module on its first import instead of pip compiling every
-	# file of every package up front (most are never imported; measured: ~40 s less CPU for the venv).
-	$(BIN)/pip install --quiet --no-compile "torch>=2.1,<=2.14.1" "torchvision>=0.16,<=0.29.1"
-	$(BIN)/pip install --quiet --no-compile -e ".[dev]"
+	# pip byte-compiles every file here; no --no-compile: with PYTHONDONTWRITEBYTECODE set (as on this
+	# machine) nothing would ever write the .pyc files, and every process would compile torch anew.
+	$(BIN)/pip install --quiet "torch>=2.1,<=2.14.1" "torchvision>=0.16,<=0.29.1"
+	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (lvw)" >/dev/null
 	# JupyterLab of this venv: no "get notified about Jupyter news?" toast over a class's screen
 	mkdir -p $(VENV)/share/jupyter/lab/settings

@@ -7,11 +7,6 @@ for the whole session, as a side effect of being imported).
 Another thread count sums floats in another order, so ``LVW_TEST_THREADS=3 make test``
 (``make test-threads``) is this machine's stand-in for another CPU, whose kernels round
 differently: every numeric comparison must pass at 1 and at 3 threads.
-
-Scheduling: ``make test`` hands whole files to the pytest-xdist workers (``--dist loadfile``, xdist's
-order: files with more tests first). Starting the two files that run whole ``make reproduce`` chains
-(test_user_runs, test_interrupted_reproduce; ~250 and ~130 s of CPU with their child processes) first,
-side by side, made the tests slower (808 s against 495 s): ~20 Python processes of ~1 GB each at once.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ THREADS ?= 1
 EXECUTOR ?= local
 # ANALYSES=0 stops make reproduce after Table 1 (Figures 2-5 and the report are skipped).
 ANALYSES ?= 1
+# Notebooks at once after the cells (0: one per core, the cores shared among their kernels; 1: in order).
+NOTEBOOK_WORKERS ?= 0
 
 EXPLORE_PARAMS ?= params/quick.yaml
 LAB_PORT ?= 8888
@@ -127,7 +129,8 @@ quote = '$(subst ','\'',$(1))'
 
 # Long on a 2-core machine: run it in the background (see README). Caches make reruns fast.
 # lvwlib.experiment.reproduce checks the params, runs the Table 1 cells in parallel (they fill
-# the caches), then every notebook (they only load), each written as .<name>.part.ipynb and
+# the caches), then every notebook (they only load; NOTEBOOK_WORKERS at once, longest first, the
+# report last), each written as .<name>.part.ipynb and
 # renamed on success; a warm rerun skips the notebooks when RESULTS is up to date (FORCE=1 runs
 # them anyway). DATASETS is one string: the whole of it when it is an existing folder
 # (DATASETS="/home/me/My Photos/food"), else comma-separated items when it holds a comma,
@@ -140,7 +143,8 @@ REPRODUCE = $(BIN)/python -m lvwlib reproduce --params $(call quote,$(PARAMS)) \
   --datasets $(call quote,$(DATASETS)) --results $(call quote,$(RESULTS))
 CELL_FLAGS = --workers $(WORKERS) --threads $(THREADS) --executor $(EXECUTOR)
 reproduce: $(STAMP) data
-	$(REPRODUCE) --analyses $(ANALYSES) $(CELL_FLAGS) $(if $(filter 1,$(FORCE)),--force,)
+	$(REPRODUCE) --analyses $(ANALYSES) $(CELL_FLAGS) --notebook-workers $(NOTEBOOK_WORKERS) \
+	  $(if $(filter 1,$(FORCE)),--force,)
 
 # The steps alone (no up-to-date stamp): the cells, Table 1, the analyses (Figures 2-5, the
 # word gallery, then the report; after Table 1, whose cached models they reuse), the report.
@@ -151,7 +155,7 @@ table1: $(STAMP)
 	$(REPRODUCE) --only table1
 
 analyses: $(STAMP) data
-	$(REPRODUCE) --only analyses report
+	$(REPRODUCE) --only analyses report --notebook-workers $(NOTEBOOK_WORKERS)
 
 report: $(STAMP)
 	$(REPRODUCE) --only report

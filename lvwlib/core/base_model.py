@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lvwlib.core.batches import inference_in_chunks
+
 
 class BaseModel(nn.Module):
     """Tail of the backbone followed by GAP and a linear classifier.
@@ -25,8 +27,8 @@ class BaseModel(nn.Module):
         self.classifier = nn.Linear(feature_channels, num_classes)
 
     def features(self, trunk: torch.Tensor) -> torch.Tensor:
-        """[B, Ct, h, w] trunk features -> [B, Cf, h, w] tail features."""
-        return self.tail(trunk)
+        """[B, Ct, h, w] trunk features -> [B, Cf, h, w] tail features (in CPU chunks outside training)."""
+        return inference_in_chunks(self.tail, trunk, (self.tail,))
 
     def forward(self, trunk: torch.Tensor) -> torch.Tensor:
         """[B, Ct, h, w] trunk features -> [B, C] logits, on the input's device (moved there and back

@@ -13,7 +13,10 @@ Steps, in order (``--only`` runs some of them, without the up-to-date stamp):
    ``analyses.unseen`` (written as ``09_unseen_<dataset>``), each skipped with a message when
    its dataset is not among this run's, then 11 (border diagnostic and deletion / insertion
    faithfulness) on every dataset; 5. ``report``: 10.
-   ``--analyses 0`` stops after Table 1.
+   ``--analyses 0`` stops after Table 1. The notebooks of steps 2-4 are independent (they read
+   the cache and write their own files): they run side by side, longest first,
+   ``--notebook-workers`` at once (default one per core; :func:`run_notebooks`); the report
+   runs after them.
 
 Every notebook runs through papermill's Python API (no shell: any path works) and is written
 to ``<results>/notebooks/.<name>.part.ipynb``, renamed to ``<name>.ipynb`` on success and
@@ -41,10 +44,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,16 +164,23 @@ def run_cells(run: Run, workers: int | None, threads: int | None, executor: str 
         raise ReproduceError(f"the Table 1 cells failed (exit status {status}); their errors are above")
 
 
-def run_dataset_notebooks(run: Run) -> None:
+@dataclass(frozen=True)
+class NotebookJob:
+    """One notebook execution: ``notebooks/<notebook>.ipynb`` -> ``<results>/notebooks/<output>.ipynb``."""
+
+    notebook: str
+    output: str
+    parameters: dict[str, Any]
+
+
+def dataset_notebook_jobs(run: Run) -> list[NotebookJob]:
     """Notebooks 01 (base model) and 02 (LVW) on each dataset."""
-    for dataset in run.datasets:
-        for notebook in ("01_base_model", "02_lvw"):
-            run_notebook(run, notebook, f"{notebook}_{results_name(dataset)}",
-                         {**run.base_parameters(), "dataset": dataset})
+    return [NotebookJob(notebook, f"{notebook}_{results_name(dataset)}", {**run.base_parameters(), "dataset": dataset})
+            for dataset in run.datasets for notebook in ("01_base_model", "02_lvw")]
 
 
-def run_table1(run: Run) -> None:
-    run_notebook(run, "03_table1", "03_table1", {**run.base_parameters(), "datasets": list(run.datasets)})
+def table1_jobs(run: Run) -> list[NotebookJob]:
+    return [NotebookJob("03_table1", "03_table1", {**run.base_parameters(), "datasets": list(run.datasets)})]
 
 
 def analyses_config(run: Run) -> AnalysesConfig:
@@ -220,18 +232,79 @@ def source_notebook(output: str) -> str:
     return UNSEEN_NOTEBOOK if output.startswith(f"{UNSEEN_NOTEBOOK}_") else output
 
 
-def run_analyses(run: Run) -> None:
+def analysis_jobs(run: Run) -> list[NotebookJob]:
     """Notebooks 06-09 and 11 (each skipped, with a message, when its dataset is not in the run)."""
+    jobs = []
     for output, parameters, why in planned_analyses(run):
         if parameters is None:
             print(f"skipped {output}: {why}", flush=True)
-            continue
-        run_notebook(run, source_notebook(output), output, parameters)
+        else:
+            jobs.append(NotebookJob(source_notebook(output), output, parameters))
+    return jobs
 
 
-def run_report(run: Run) -> None:
-    run_notebook(run, "10_report", "10_report", {"params_file": _for_notebook(run.params_file),
+def report_job(run: Run) -> NotebookJob:
+    return NotebookJob("10_report", "10_report", {"params_file": _for_notebook(run.params_file),
                                                   "results_dir": _for_notebook(run.results)})
+
+
+# Minutes each notebook took in a cold make reproduce of the five Table 1 datasets on this machine
+# (README's time table): the pool starts the longest first, so its workers finish together.
+NOTEBOOK_MINUTES = {"11_faithfulness": 6.8, "07_k_sweep": 5.5, "09_unseen": 4.7, "03_table1": 2.5,
+                    "06_figure2": 1.8, "08_visual_words": 0.5, "02_lvw": 0.3, "01_base_model": 0.3}
+
+
+def longest_first(jobs: Sequence[NotebookJob]) -> list[NotebookJob]:
+    """``jobs`` by :data:`NOTEBOOK_MINUTES`, longest first (stable: equal ones keep their order)."""
+    return sorted(jobs, key=lambda job: -NOTEBOOK_MINUTES.get(job.notebook, 1.0))
+
+
+def notebook_workers(requested: int | None, jobs: int) -> tuple[int, int]:
+    """(notebooks at once, torch threads per kernel): ``requested`` or, for None / 0, one per core;
+    the cores shared among them. Never more workers than jobs."""
+    cores = os.cpu_count() or 1
+    workers = max(1, min(requested or cores, jobs))
+    return workers, max(1, cores // workers)
+
+
+def _notebook_worker(threads: int) -> None:
+    """Initialiser of a notebook worker process: its kernels get ``threads`` torch / OpenMP threads
+    (they inherit the environment), and papermill's cell outputs reach the log."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def run_notebooks(run: Run, jobs: Sequence[NotebookJob], workers: int | None = None) -> None:
+    """Execute independent notebooks, several at once (``workers``; see :func:`notebook_workers`).
+
+    The notebooks of the cells', Table 1 and analyses steps read the cache and write files of
+    their own, so they run side by side, longest first, each kernel on its share of the cores
+    (most of a notebook's time is one-threaded Python: plots, images, tables). One worker:
+    in order, in this process, each kernel with torch's default threads. When a notebook fails
+    the ones not started are dropped, the running ones finish, and the first error is raised.
+    """
+    if not jobs:
+        return
+    count, threads = notebook_workers(workers, len(jobs))
+    if count == 1:
+        for job in jobs:
+            run_notebook(run, job.notebook, job.output, job.parameters)
+        return
+    print(f"{len(jobs)} notebooks, {count} at once ({threads} thread(s) each), longest first", flush=True)
+    context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch threads
+    errors: list[BaseException] = []
+    with ProcessPoolExecutor(count, mp_context=context, initializer=_notebook_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(run_notebook, run, job.notebook, job.output, job.parameters)
+                   for job in longest_first(jobs)]
+        for future in as_completed(futures):
+            error = future.exception() if not future.cancelled() else None
+            if error is not None and not errors:
+                errors.append(error)
+                for waiting in futures:
+                    waiting.cancel()
+    if errors:
+        raise errors[0]
 
 
 def clean_partial_outputs(run: Run) -> None:
@@ -244,9 +317,10 @@ def clean_partial_outputs(run: Run) -> None:
 
 def reproduce(
     run: Run, *, force: bool = False, only: Sequence[str] = (), workers: int | None = None,
-    threads: int | None = None, executor: str | None = None,
+    threads: int | None = None, executor: str | None = None, notebook_workers_requested: int | None = None,
 ) -> None:
-    """Every step of ``make reproduce`` (or the ``only`` ones); raises :class:`ReproduceError`."""
+    """Every step of ``make reproduce`` (or the ``only`` ones); raises :class:`ReproduceError`.
+    ``notebook_workers_requested``: notebooks at once (None / 0: one per core; :func:`run_notebooks`)."""
     steps = [s for s in STEPS if s in only] if only else [
         s for s in STEPS if run.analyses or s not in ("analyses", "report")]
     try:
@@ -269,10 +343,12 @@ def reproduce(
             return
         print(f"{run.results}: running the notebooks ({reason})", flush=True)
     clean_partial_outputs(run)
-    actions = {"notebooks": run_dataset_notebooks, "table1": run_table1, "analyses": run_analyses,
-               "report": run_report}
-    for step in notebook_steps:
-        actions[step](run)
+    builders = {"notebooks": dataset_notebook_jobs, "table1": table1_jobs, "analyses": analysis_jobs}
+    run_notebooks(run, [job for step in notebook_steps if step in builders for job in builders[step](run)],
+                  notebook_workers_requested)
+    if "report" in notebook_steps:  # last: it reads what the others wrote
+        job = report_job(run)
+        run_notebook(run, job.notebook, job.output, job.parameters)
     if full:  # last: a killed run never leaves a stamp
         stamp = {**current_stamp(run.params_file, run.stamp_extra(), root), "results": result_sizes(run.results)}
         write_json(run.results / STAMP_NAME, stamp)
@@ -296,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads per cell")
     parser.add_argument("--executor", help="local | submitit-local | slurm")
     parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel of the notebooks")
+    parser.add_argument("--notebook-workers", type=int, default=0,
+                        help="notebooks at once (0: one per core, the cores shared among them; 1: in order)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill's log of each cell's output
     try:
@@ -309,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               Path(os.path.abspath(args.results)), analyses=bool(args.analyses), kernel=args.kernel)
     try:
         reproduce(run, force=args.force, only=args.only, workers=args.workers, threads=args.threads,
-                  executor=args.executor)
+                  executor=args.executor, notebook_workers_requested=args.notebook_workers)
     except (ReproduceError, ConfigError) as err:
         print(f"reproduce: {err}", file=sys.stderr)
         return 1

@@ -279,11 +279,12 @@ def merge_step(model: PrototypeNet, dist: torch.Tensor, n_merges: int) -> list[t
 
 
 class _FixedLatents:
-    """The latent maps Z of every training image, computed once for the whole merge schedule.
+    """The latent maps Z of every training image, computed once while the tail and add-on are fixed.
 
-    ProtoPShare changes only the words and the last layer: the tail and add-on are fixed, so
-    each merge step's three passes over the training set (descriptors, push, word scores)
-    would compute the same Z 3 x ``steps`` times. Z is computed here with exactly the batches
+    Between two trainings of the tail and add-on only the words and the last layer change, so
+    the passes over the training set (push, descriptors, push, word scores) would compute the
+    same Z again and again: without joint epochs Z is computed once for the whole merge
+    schedule, with them once per merge step, after that step's joint epochs. Z is computed here with exactly the batches
     those passes use (a convolution's float result may depend on how many images share its
     batch), and the passes then run on Z with the tail and add-on swapped for identities: the
     same floats, bit for bit.
@@ -363,19 +364,8 @@ def protopshare(
     ft_cfg = step_config(cfg, lvw_cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     origins: list[list[int]] = [[j] for j in range(words_before)]
-    # Under autocast the passes' latents differ (push autocasts, the descriptors do not): the
-    # shortcut is for float32 runs, the reference; otherwise every pass computes Z itself.
-    # Joint epochs train the tail and add-on, so Z changes between steps: no shortcut either.
-    shortcut = not runtime.amp_active and cfg.joint_epochs == 0
-    fixed = _FixedLatents(model, feats, cfg.batch_size, runtime.device) if shortcut else None
-    try:
-        if fixed is not None:
-            fixed.bypass(model)
-        rows, origins, record = _merge_steps(model, feats, labels, cfg, ft_cfg, per_step, origins, generator,
-                                             progress, evaluate, runtime, fixed)
-    finally:
-        if fixed is not None:
-            fixed.restore(model)
+    rows, origins, record = _merge_steps(model, feats, labels, cfg, ft_cfg, per_step, origins, generator,
+                                         progress, evaluate, runtime)
     return {
         "model": model,
         "words_before": words_before,
@@ -399,11 +389,11 @@ def step_config(cfg: ProtoPShareConfig, lvw_cfg: LVWConfig) -> LVWConfig:
 
 
 def _joint_epochs(
-    model: PrototypeNet, source: Any, feats: torch.Tensor, labels: torch.Tensor, cfg: ProtoPShareConfig,
-    ft_cfg: LVWConfig, done: int, generator: torch.Generator, runtime: Runtime,
+    model: PrototypeNet, source: Any, cfg: ProtoPShareConfig, ft_cfg: LVWConfig, done: int,
+    generator: torch.Generator, runtime: Runtime,
 ) -> dict[str, float]:
-    """``cfg.joint_epochs`` joint epochs (``done`` joint epochs before them, for the lr decay), then a
-    push of every word onto a patch of one of its classes: the reference pushes, then merges.
+    """``cfg.joint_epochs`` joint epochs (``done`` joint epochs before them, for the lr decay); the
+    caller then pushes every word onto a patch of one of its classes: the reference pushes, then merges.
 
     A fresh Adam each step: after a merge the words are a new parameter. (The reference keeps its
     optimisers and points their words / last-layer entries at slices of the old tensors,
@@ -416,78 +406,115 @@ def _joint_epochs(
         set_joint_lrs(optimiser, joint_lr(ft_cfg.lr_tail, epoch, ft_cfg), joint_lr(ft_cfg.lr_words, epoch, ft_cfg))
         row = joint_epoch(model, source, ft_cfg, optimiser, generator, runtime)
     model.eval()
-    push_words(model, feats, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
-               runtime=runtime)
     return row
+
+
+def _latents(model: PrototypeNet, feats: torch.Tensor, cfg: ProtoPShareConfig, runtime: Runtime) -> _FixedLatents | None:
+    """Z of the training set for the passes until the tail and add-on train again, the tail and
+    add-on bypassed (undo with ``restore``); None under autocast, where the passes' latents differ
+    (push autocasts, the descriptors do not): every pass then computes Z itself."""
+    if runtime.amp_active:
+        return None
+    fixed = _FixedLatents(model, feats, cfg.batch_size, runtime.device)
+    fixed.bypass(model)
+    return fixed
 
 
 def _merge_steps(
     model: PrototypeNet, feats: torch.Tensor, labels: torch.Tensor, cfg: ProtoPShareConfig, ft_cfg: LVWConfig,
     per_step: int, origins: list[list[int]], generator: torch.Generator, progress: bool,
-    evaluate: Callable[[PrototypeNet], dict[str, float]] | None, runtime: Runtime, fixed: _FixedLatents | None,
+    evaluate: Callable[[PrototypeNet], dict[str, float]] | None, runtime: Runtime,
 ) -> tuple[list[dict[str, Any]], list[list[int]], PushRecord | None]:
     """The merge-prune schedule of :func:`protopshare`: (rows, origins, last push record)."""
     rows: list[dict[str, Any]] = []
     record: PushRecord | None = None
-    first = fixed.first if fixed is not None else feats  # what descriptors and push read
-    both = fixed.both if fixed is not None else feats  # what the last-layer stage's word scores read
     source = as_source(feats, labels, None, runtime.device) if cfg.joint_epochs > 0 else None
+    fixed: _FixedLatents | None = None
     bar = tqdm(range(cfg.steps), desc="ProtoPShare", disable=not progress)
-    for step in bar:
-        joint: dict[str, float] = {}
-        if cfg.joint_epochs > 0:
-            joint = _joint_epochs(model, source, feats, labels, cfg, ft_cfg, step * cfg.joint_epochs, generator,
-                                  runtime)
-        m = model.num_words
-        desc = min_distance_descriptors(model, first, cfg.batch_size, runtime.device)  # [M, N]
-        dist = pairwise_descriptor_distances(desc)  # [M, M]
-        plan = plan_merges(dist, per_step)
-        if not plan:  # a single word left: nothing to merge
-            break
-        merged_distance = float(torch.stack([dist[a, b] for a, b in plan]).mean())
-        original_groups = [(list(origins[a]), list(origins[b])) for a, b in plan]
-        for keep, remove in plan:
-            origins[keep] = sorted(origins[keep] + origins[remove])
-        kept_idx = apply_merges(model, plan)
-        origins = [origins[int(k)] for k in kept_idx]
-
-        # A merged word may now take a patch of an image of ANY of its classes.
-        record = push_words(
-            model, first, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
-            runtime=runtime,
-        )
-        # The last layer was rebuilt: a fresh optimiser over the new parameter.
-        optimiser = torch.optim.Adam(model.last_layer.parameters(), lr=ft_cfg.lr_last)
-        if cfg.finetune_epochs > 0:
-            fit = train_last_layer(
-                model, both, labels, ft_cfg, optimiser, generator, batch_size=cfg.batch_size,
-                runtime=runtime,
-            )
-        else:
-            fit = {}
-        model.eval()
-        row: dict[str, Any] = {
-            "step": step + 1,
-            "words_before": m,
-            "words_after": model.num_words,
-            "merges": len(plan),
-            "pairs": plan,
-            "original_groups": original_groups,
-            "merged_distance": merged_distance,
-            "shared_words": int((model.word_classes.sum(dim=1) > 1).sum()),
-            **{f"finetune_{k}": v for k, v in fit.items()},
-            **{f"joint_{k}": v for k, v in joint.items()},
-        }
-        if evaluate is not None:  # on images: with the real tail and add-on
-            if fixed is not None:
-                fixed.restore(model)
-            row.update(evaluate(model))
-            if fixed is not None:
-                fixed.bypass(model)
-        rows.append(row)
-        bar.set_postfix(words=model.num_words)
+    try:
+        for step in bar:
+            joint: dict[str, float] = {}
+            if cfg.joint_epochs > 0:
+                if fixed is not None:  # the tail and add-on train again: Z goes stale
+                    fixed.restore(model)
+                    fixed = None
+                joint = _joint_epochs(model, source, cfg, ft_cfg, step * cfg.joint_epochs, generator, runtime)
+            if fixed is None:
+                fixed = _latents(model, feats, cfg, runtime)
+            first = fixed.first if fixed is not None else feats  # what descriptors and push read
+            both = fixed.both if fixed is not None else feats  # what the last-layer stage's word scores read
+            if cfg.joint_epochs > 0:  # the reference pushes after its joint epochs, then merges
+                push_words(model, first, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
+                           runtime=runtime)
+            merged = _merge_step(model, first, both, labels, cfg, ft_cfg, per_step, origins, generator, runtime,
+                                 step + 1)
+            if merged is None:  # a single word left: nothing to merge
+                break
+            row, origins, record = merged
+            row.update({f"joint_{k}": v for k, v in joint.items()})
+            if evaluate is not None:  # on images: with the real tail and add-on
+                if fixed is not None:
+                    fixed.restore(model)
+                row.update(evaluate(model))
+                if fixed is not None:
+                    fixed.bypass(model)
+            rows.append(row)
+            bar.set_postfix(words=model.num_words)
+    finally:
+        if fixed is not None:
+            fixed.restore(model)
     bar.close()
     return rows, origins, record
+
+
+def _merge_step(
+    model: PrototypeNet, first: torch.Tensor, both: torch.Tensor, labels: torch.Tensor, cfg: ProtoPShareConfig,
+    ft_cfg: LVWConfig, per_step: int, origins: list[list[int]], generator: torch.Generator, runtime: Runtime,
+    step: int,
+) -> tuple[dict[str, Any], list[list[int]], PushRecord] | None:
+    """Merge step number ``step`` (from 1) on ``first`` / ``both`` (trunk features, or Z with the tail
+    and add-on bypassed): descriptors -> pairs -> merge -> push -> last-layer fine-tuning.
+    Returns (the step's row without its joint-epoch and evaluation fields, the new origins, the
+    push record); None when nothing merges (a single word left)."""
+    m = model.num_words
+    desc = min_distance_descriptors(model, first, cfg.batch_size, runtime.device)  # [M, N]
+    dist = pairwise_descriptor_distances(desc)  # [M, M]
+    plan = plan_merges(dist, per_step)
+    if not plan:
+        return None
+    merged_distance = float(torch.stack([dist[a, b] for a, b in plan]).mean())
+    original_groups = [(list(origins[a]), list(origins[b])) for a, b in plan]
+    origins = list(origins)
+    for keep, remove in plan:
+        origins[keep] = sorted(origins[keep] + origins[remove])
+    kept_idx = apply_merges(model, plan)
+    origins = [origins[int(k)] for k in kept_idx]
+
+    # A merged word may now take a patch of an image of ANY of its classes.
+    record = push_words(
+        model, first, labels, class_specific=True, batch_size=cfg.batch_size, progress=False,
+        runtime=runtime,
+    )
+    # The last layer was rebuilt: a fresh optimiser over the new parameter.
+    optimiser = torch.optim.Adam(model.last_layer.parameters(), lr=ft_cfg.lr_last)
+    fit: dict[str, float] = {}
+    if cfg.finetune_epochs > 0:
+        fit = train_last_layer(
+            model, both, labels, ft_cfg, optimiser, generator, batch_size=cfg.batch_size, runtime=runtime,
+        )
+    model.eval()
+    row: dict[str, Any] = {
+        "step": step,
+        "words_before": m,
+        "words_after": model.num_words,
+        "merges": len(plan),
+        "pairs": plan,
+        "original_groups": original_groups,
+        "merged_distance": merged_distance,
+        "shared_words": int((model.word_classes.sum(dim=1) > 1).sum()),
+        **{f"finetune_{k}": v for k, v in fit.items()},
+    }
+    return row, origins, record
 
 
 # ----------------------------------------------------------------------------- the Table 1 row

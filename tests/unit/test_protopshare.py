@@ -230,9 +230,11 @@ def test_config_validation_and_default_schedule():
         ProtoPShareConfig(steps=-1)
 
 
-def test_latents_computed_once_give_the_same_floats_as_every_pass_computing_them(monkeypatch):
+@pytest.mark.parametrize("joint_epochs", [0, 2])
+def test_latents_computed_once_give_the_same_floats_as_every_pass_computing_them(monkeypatch, joint_epochs):
     # a convolutional tail with batch norm (eval) and 70 images: the last batches are short
-    # (70 = 64 + 6 for descriptors and push, one batch of 70 x 2 for the word scores)
+    # (70 = 64 + 6 for descriptors and push, one batch of 70 x 2 for the word scores). Without joint
+    # epochs Z is computed once for the schedule; with them once per step, after the joint epochs.
     import lvwlib.methods.protopshare as ps
 
     torch.manual_seed(0)
@@ -241,10 +243,10 @@ def test_latents_computed_once_give_the_same_floats_as_every_pass_computing_them
     net = PrototypeNet(tail, 6, num_classes=3, words_per_class=3, feature_dim=5, seed=1).eval()
     feats = torch.rand(70, 2, 4, 3, 3).half()
     labels = torch.arange(70) % 3
-    cfg = ProtoPShareConfig(merge_fraction=0.2, steps=3, finetune_epochs=2)
-    lvw_cfg = LVWConfig(words_per_class=3, feature_dim=5, class_specific=True)
+    cfg = ProtoPShareConfig(merge_fraction=0.2, steps=3, finetune_epochs=2, joint_epochs=joint_epochs)
+    lvw_cfg = LVWConfig(words_per_class=3, feature_dim=5, class_specific=True, batch_size=16)
     once = protopshare(net, feats, labels, cfg, lvw_cfg, progress=False)
-    monkeypatch.setattr(ps, "_FixedLatents", lambda *args: None)  # every pass through the tail, as before
+    monkeypatch.setattr(ps, "_latents", lambda *args: None)  # every pass through the tail, as before
     every = protopshare(net, feats, labels, cfg, lvw_cfg, progress=False)
     assert once["steps"] == every["steps"] and once["push"] == every["push"] and once["origins"] == every["origins"]
     a, b = once["model"].state_dict(), every["model"].state_dict()

@@ -39,3 +39,17 @@ def test_a_run_without_a_cases_dataset_skips_that_case_only():
     assert plan["09_unseen_animals22"][0] is None
     assert "'animals22' (params analyses.unseen) is not among this run's datasets" in plan["09_unseen_animals22"][1]
     assert plan["09_unseen_imagewoof"][0]["dataset"] == "imagewoof"
+
+
+def test_notebooks_start_longest_first_and_share_the_cores(monkeypatch):
+    from lvwlib.experiment import reproduce as rp
+
+    jobs = [rp.NotebookJob(name, name, {}) for name in ("01_base_model", "11_faithfulness", "unknown", "07_k_sweep")]
+    # 11 (6.8 min) and 07 (5.5) first, an unknown notebook (1 min) before 01 (0.3)
+    assert [job.notebook for job in rp.longest_first(jobs)] == ["11_faithfulness", "07_k_sweep", "unknown",
+                                                                "01_base_model"]
+    monkeypatch.setattr(rp.os, "cpu_count", lambda: 4)
+    assert rp.notebook_workers(None, 10) == (4, 1)  # one per core, one thread each
+    assert rp.notebook_workers(2, 10) == (2, 2)  # the cores shared
+    assert rp.notebook_workers(0, 3) == (3, 1)  # never more workers than notebooks
+    assert rp.notebook_workers(1, 10) == (1, 4)

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from lvwlib.core.batches import iterate_batches
+from lvwlib.core.batches import inference_in_chunks, iterate_batches
 
 _LN2 = math.log(2.0)
 
@@ -293,8 +293,8 @@ class ProtoTree(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def latent(self, trunk: torch.Tensor) -> torch.Tensor:
-        """[B, Ct, h, w] trunk features -> [B, D, h, w] latent map z."""
-        return self.add_on(self.tail(trunk))
+        """[B, Ct, h, w] trunk features -> [B, D, h, w] latent map z (in CPU chunks outside training)."""
+        return inference_in_chunks(lambda x: self.add_on(self.tail(x)), trunk, (self.tail, self.add_on))
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
         """[B, D, h, w] latent -> [B, I, h, w] L2 distances ||z - p_n|| of every patch.

@@ -167,9 +167,11 @@ def as_source(feats: torch.Tensor | CachedSource | object, labels: torch.Tensor 
 
 # Images per pass of a tail when nothing trains, on the CPU. Measured on this machine (one thread,
 # EfficientNet-Lite0's conv_head + bn2 + the add-on, eval mode): 0.51 s per 1,024 images in passes of
-# 16-64 images, 1.1-1.2 s in passes of 128-512 (the [B, 1280, 7, 7] output outgrows the caches), with
-# every output float equal (tests/unit/test_batches_chunks.py). Passes of more images (word scores,
-# push, predictions) are split into these.
+# 16-64 images, 1.1-1.2 s in passes of 128-512 (the [B, 1280, 7, 7] output outgrows the caches).
+# Passes of more images (word scores, push, predictions) are split into these. An image's output
+# floats do not depend on the split when its pass holds a multiple of 16 images; in a shorter last
+# pass (e.g. 8 of 1,220 x 2 word scores) oneDNN may pick another kernel: the last bits can differ
+# (float order; tests/unit/test_batches_chunks.py compares with a tolerance).
 CPU_INFERENCE_CHUNK = 64
 
 
@@ -177,7 +179,8 @@ def inference_in_chunks(
     fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, modules: Iterable[nn.Module],
     chunk: int = CPU_INFERENCE_CHUNK,
 ) -> torch.Tensor:
-    """``fn(x)``, computed in passes of at most ``chunk`` images when that gives the same floats.
+    """``fn(x)``, computed in passes of at most ``chunk`` images when the split cannot change the result
+    beyond float rounding.
 
     Split only on the CPU, without autograd and with every module of ``modules`` in eval mode:
     then each image's output depends on that image alone (batch norm uses its running

@@ -56,6 +56,7 @@ from typing import Any
 
 from lvwlib.core.config import AnalysesConfig
 from lvwlib.experiment.names import absolute_dataset, results_name
+from lvwlib.experiment.orphans import exit_with_parent
 from lvwlib.experiment.schema import ConfigError, coerce, load_checked_params
 from lvwlib.experiment.uptodate import STAMP_NAME, current_stamp, result_sizes, stale_reason
 from lvwlib.store.paths import project_root
@@ -267,12 +268,14 @@ def notebook_workers(requested: int | None, jobs: int) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
-def _notebook_worker(threads: int) -> None:
+def _notebook_worker(threads: int, parent: int) -> None:
     """Initialiser of a notebook worker process: its kernels get ``threads`` torch / OpenMP threads
-    (they inherit the environment), and papermill's cell outputs reach the log."""
+    (they inherit the environment), papermill's cell outputs reach the log, and the worker ends
+    with ``parent`` (its kernel's parent poller then ends the kernel)."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    exit_with_parent(parent)
 
 
 def run_notebooks(run: Run, jobs: Sequence[NotebookJob], workers: int | None = None) -> None:
@@ -294,7 +297,8 @@ def run_notebooks(run: Run, jobs: Sequence[NotebookJob], workers: int | None = N
     print(f"{len(jobs)} notebooks, {count} at once ({threads} thread(s) each), longest first", flush=True)
     context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch threads
     errors: list[BaseException] = []
-    with ProcessPoolExecutor(count, mp_context=context, initializer=_notebook_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(count, mp_context=context, initializer=_notebook_worker,
+                             initargs=(threads, os.getpid())) as pool:
         futures = [pool.submit(run_notebook, run, job.notebook, job.output, job.parameters)
                    for job in longest_first(jobs)]
         for future in as_completed(futures):

@@ -59,6 +59,7 @@ import torch
 from lvwlib.core.config import EXECUTORS, CellsConfig, from_dict, load_params
 from lvwlib.data import load_dataset
 from lvwlib.experiment.config import Experiment, experiment_from_params
+from lvwlib.experiment.orphans import exit_with_parent
 from lvwlib.experiment.stages import base_for_seed, prepare, run_method
 from lvwlib.methods import registry
 from lvwlib.store.paths import resolve
@@ -251,27 +252,11 @@ class _InlineEngine(_Engine):
         return list(handles)
 
 
-def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
-    """Pool worker initializer: end this worker when the process that started it is gone.
-
-    A killed ``make reproduce`` (SIGTERM, SIGKILL, a closed terminal) would otherwise leave its
-    workers training on, orphaned, for the rest of their cells.
-    """
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 class _LocalEngine(_Engine):
     def __init__(self, workers: int) -> None:
         # spawn: a fresh interpreter per worker (fork after torch has started threads can hang)
         self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                           initializer=_exit_with_parent, initargs=(os.getpid(),))
+                                           initializer=exit_with_parent, initargs=(os.getpid(),))
 
     def submit(self, cell: Cell, exp: Experiment, threads: int) -> cf.Future:
         return self.pool.submit(run_cell, cell, exp, threads)

@@ -249,10 +249,11 @@ def report_job(run: Run) -> NotebookJob:
                                                   "results_dir": _for_notebook(run.results)})
 
 
-# Minutes each notebook took in a cold make reproduce of the five Table 1 datasets on this machine
-# (README's time table): the pool starts the longest first, so its workers finish together.
-NOTEBOOK_MINUTES = {"11_faithfulness": 6.8, "07_k_sweep": 5.5, "09_unseen": 4.7, "03_table1": 2.5,
-                    "06_figure2": 1.8, "08_visual_words": 0.5, "02_lvw": 0.3, "01_base_model": 0.3}
+# Minutes each notebook took in the cold make reproduce of the five Table 1 datasets at 554a433 on this
+# machine, one thread each (README's time table): the pool starts the longest first, so its workers
+# finish together.
+NOTEBOOK_MINUTES = {"11_faithfulness": 11.5, "09_unseen": 7.2, "07_k_sweep": 5.6, "03_table1": 1.0,
+                    "06_figure2": 0.9, "08_visual_words": 0.4, "02_lvw": 0.15, "01_base_model": 0.05}
 
 
 def longest_first(jobs: Sequence[NotebookJob]) -> list[NotebookJob]:

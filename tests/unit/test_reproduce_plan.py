@@ -45,7 +45,7 @@ def test_notebooks_start_longest_first_and_share_the_cores(monkeypatch):
     from lvwlib.experiment import reproduce as rp
 
     jobs = [rp.NotebookJob(name, name, {}) for name in ("01_base_model", "11_faithfulness", "unknown", "07_k_sweep")]
-    # 11 (6.8 min) and 07 (5.5) first, an unknown notebook (1 min) before 01 (0.3)
+    # 11 (11.5 min) and 07 (5.6) first, an unknown notebook (1 min) before 01 (0.05)
     assert [job.notebook for job in rp.longest_first(jobs)] == ["11_faithfulness", "07_k_sweep", "unknown",
                                                                 "01_base_model"]
     monkeypatch.setattr(rp.os, "cpu_count", lambda: 4)

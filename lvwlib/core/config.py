@@ -196,8 +196,12 @@ class CellsConfig:
             return 1
         if self.workers:
             return self.workers
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(1, cores // self.threads)
+        return max(1, usable_cores() // self.threads)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one: taskset, Slurm)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

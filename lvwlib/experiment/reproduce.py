@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvwlib.core.config import AnalysesConfig
+from lvwlib.core.config import AnalysesConfig, usable_cores
 from lvwlib.experiment.names import absolute_dataset, results_name
 from lvwlib.experiment.orphans import exit_with_parent
 from lvwlib.experiment.schema import ConfigError, coerce, load_checked_params
@@ -174,6 +174,11 @@ class NotebookJob:
     parameters: dict[str, Any]
 
 
+def run_job(run: Run, job: NotebookJob) -> Path:
+    """:func:`run_notebook` of ``job``."""
+    return run_notebook(run, job.notebook, job.output, job.parameters)
+
+
 def dataset_notebook_jobs(run: Run) -> list[NotebookJob]:
     """Notebooks 01 (base model) and 02 (LVW) on each dataset."""
     return [NotebookJob(notebook, f"{notebook}_{results_name(dataset)}", {**run.base_parameters(), "dataset": dataset})
@@ -264,7 +269,7 @@ def longest_first(jobs: Sequence[NotebookJob]) -> list[NotebookJob]:
 def notebook_workers(requested: int | None, jobs: int) -> tuple[int, int]:
     """(notebooks at once, torch threads per kernel): ``requested`` or, for None / 0, one per core;
     the cores shared among them. Never more workers than jobs."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     workers = max(1, min(requested or cores, jobs))
     return workers, max(1, cores // workers)
 
@@ -293,23 +298,22 @@ def run_notebooks(run: Run, jobs: Sequence[NotebookJob], workers: int | None = N
     count, threads = notebook_workers(workers, len(jobs))
     if count == 1:
         for job in jobs:
-            run_notebook(run, job.notebook, job.output, job.parameters)
+            run_job(run, job)
         return
     print(f"{len(jobs)} notebooks, {count} at once ({threads} thread(s) each), longest first", flush=True)
     context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch threads
-    errors: list[BaseException] = []
+    first_error: BaseException | None = None
     with ProcessPoolExecutor(count, mp_context=context, initializer=_notebook_worker,
                              initargs=(threads, os.getpid())) as pool:
-        futures = [pool.submit(run_notebook, run, job.notebook, job.output, job.parameters)
-                   for job in longest_first(jobs)]
+        futures = [pool.submit(run_job, run, job) for job in longest_first(jobs)]
         for future in as_completed(futures):
-            error = future.exception() if not future.cancelled() else None
-            if error is not None and not errors:
-                errors.append(error)
+            error = None if future.cancelled() else future.exception()
+            if error is not None and first_error is None:
+                first_error = error
                 for waiting in futures:
                     waiting.cancel()
-    if errors:
-        raise errors[0]
+    if first_error is not None:
+        raise first_error
 
 
 def clean_partial_outputs(run: Run) -> None:
@@ -352,8 +356,7 @@ def reproduce(
     run_notebooks(run, [job for step in notebook_steps if step in builders for job in builders[step](run)],
                   notebook_workers_requested)
     if "report" in notebook_steps:  # last: it reads what the others wrote
-        job = report_job(run)
-        run_notebook(run, job.notebook, job.output, job.parameters)
+        run_job(run, report_job(run))
     if full:  # last: a killed run never leaves a stamp
         stamp = {**current_stamp(run.params_file, run.stamp_extra(), root), "results": result_sizes(run.results)}
         write_json(run.results / STAMP_NAME, stamp)

@@ -284,10 +284,10 @@ class _FixedLatents:
     Between two trainings of the tail and add-on only the words and the last layer change, so
     the passes over the training set (push, descriptors, push, word scores) would compute the
     same Z again and again: without joint epochs Z is computed once for the whole merge
-    schedule, with them once per merge step, after that step's joint epochs. Z is computed here with exactly the batches
-    those passes use (a convolution's float result may depend on how many images share its
-    batch), and the passes then run on Z with the tail and add-on swapped for identities: the
-    same floats, bit for bit.
+    schedule, with them once per merge step, after that step's joint epochs. Z is computed
+    here with exactly the batches those passes use (a convolution's float result may depend on
+    how many images share its batch), and the passes then run on Z with the tail and add-on
+    swapped for identities: the same floats, bit for bit.
 
     ``first``: [N, 1, D, h, w], unflipped images in batches of ``batch_size`` (descriptors
     and push); ``both``: [N, 2, D, h, w], both orientations in the batches of

@@ -48,7 +48,7 @@ def test_notebooks_start_longest_first_and_share_the_cores(monkeypatch):
     # 11 (11.5 min) and 07 (5.6) first, an unknown notebook (1 min) before 01 (0.05)
     assert [job.notebook for job in rp.longest_first(jobs)] == ["11_faithfulness", "07_k_sweep", "unknown",
                                                                 "01_base_model"]
-    monkeypatch.setattr(rp.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(rp, "usable_cores", lambda: 4)
     assert rp.notebook_workers(None, 10) == (4, 1)  # one per core, one thread each
     assert rp.notebook_workers(2, 10) == (2, 2)  # the cores shared
     assert rp.notebook_workers(0, 3) == (3, 1)  # never more workers than notebooks

@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable
 
 import torch
-from torchvision.transforms.functional import gaussian_blur
 
 # images [N, 3, S, S] in [0, 1] -> class probabilities [N, C]
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
@@ -31,6 +30,9 @@ BLUR_SIGMA = 5.0
 
 def blurred(images: torch.Tensor) -> torch.Tensor:
     """The insertion start [B, 3, S, S]: each image blurred as in RISE."""
+    # imported here: torchvision costs ~1 s to import, in every process that imports this module
+    from torchvision.transforms.functional import gaussian_blur
+
     return gaussian_blur(images, [BLUR_KERNEL, BLUR_KERNEL], [BLUR_SIGMA, BLUR_SIGMA])
 
 

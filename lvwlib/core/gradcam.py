@@ -7,8 +7,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -123,7 +121,13 @@ def gradcam_maps(
     out: torch.Tensor | None = None
     # The hooks live only inside the with-block, so the model is clean afterwards.
     # Grad-CAM runs in float32 (no autocast): its maps are cached and reused every epoch.
-    cam_class = _LayerResolutionGradCAM if at_layer_resolution else GradCAM
+    # pytorch-grad-cam is imported here, not with the module: it pulls in torchvision, scikit-learn
+    # and OpenCV (~2.5 s), which every process importing lvwlib (pool workers, notebook kernels)
+    # would otherwise pay even when it never computes a map.
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = _layer_resolution_gradcam(GradCAM) if at_layer_resolution else GradCAM
     with cam_class(model=model, target_layers=[model.tail]) as cam:
         for flip in (0, 1):
             for batch in tqdm(
@@ -144,8 +148,12 @@ def gradcam_maps(
     return dist.sum_rows(out)  # under DDP each rank filled its own images' rows
 
 
-class _LayerResolutionGradCAM(GradCAM):
-    """Grad-CAM whose maps keep the target layer's resolution (no resize to the input size)."""
+def _layer_resolution_gradcam(grad_cam: type) -> type:
+    """pytorch-grad-cam's GradCAM class, changed to keep the target layer's resolution (no resize to
+    the input size); built on call because the library is imported lazily."""
 
-    def get_target_width_height(self, input_tensor: torch.Tensor) -> None:  # type: ignore[override]
-        return None
+    class LayerResolutionGradCAM(grad_cam):
+        def get_target_width_height(self, input_tensor: torch.Tensor) -> None:
+            return None
+
+    return LayerResolutionGradCAM

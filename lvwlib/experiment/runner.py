@@ -58,6 +58,7 @@ import torch
 
 from lvwlib.core.config import EXECUTORS, CellsConfig, from_dict, load_params
 from lvwlib.data import load_dataset
+from lvwlib.experiment.cached_cells import CachedCells
 from lvwlib.experiment.config import Experiment, experiment_from_params
 from lvwlib.experiment.orphans import exit_with_parent
 from lvwlib.experiment.stages import base_for_seed, prepare, run_method
@@ -427,10 +428,13 @@ def run_cells(
     cfg: CellsConfig | None = None,
     out: TextIO | None = None,
     engine: Callable[[CellsConfig], _Engine] = _engine,
+    use_cache: bool = True,
 ) -> RunReport:
     """Run every cell of ``experiments`` with ``cfg``'s executor; one progress line per cell to ``out``.
 
     ``cfg``: the executor and its settings (default: a local process pool, one thread per cell).
+    ``use_cache``: answer the cells whose artefacts are all cached in this process
+    (:mod:`lvwlib.experiment.cached_cells`; "cached" in their progress line) instead of running them.
     Returns the report (it does not raise on failed cells: see :attr:`RunReport.ok`).
     """
     cfg = cfg if cfg is not None else CellsConfig()
@@ -454,18 +458,34 @@ def run_cells(
         outcomes[cell] = outcome
         log(f"[{len(outcomes)}/{total}] {cell.name}: {line}, {total - len(outcomes)} cells left")
 
-    eng = engine(cfg)
+    # The engine (a process pool, submitit) starts at the first cell the cache cannot answer: a warm
+    # run starts no worker at all.
+    eng: _Engine | None = None
+    lookups = {name: CachedCells(exp) for name, exp in named.items()} if use_cache else {}
+    looked_up: set[Cell] = set()  # each cell is looked up once, when its needs are done
     try:
         while pending or running:
-            # skip cells whose needs failed; submit those whose needs all succeeded
+            # skip cells whose needs failed; answer cached cells here; submit those whose needs all succeeded
             for cell in list(pending):
                 broken = [d for d in deps[cell] if d in outcomes and (outcomes[d] is None or outcomes[d].error)]
                 if broken:
                     pending.remove(cell)
                     finish(cell, None, f"skipped (needs {broken[0].name}, which failed)")
-                elif len(running) < workers and all(d in outcomes for d in deps[cell]):
+                    continue
+                if not all(d in outcomes for d in deps[cell]):
+                    continue
+                if cell not in looked_up:  # once, when its needs are done: the cache cannot fill by itself
+                    looked_up.add(cell)
+                    hit = _cached_outcome(cell, lookups)
+                    if hit is not None:
+                        pending.remove(cell)
+                        described = _describe(hit.summary)
+                        finish(cell, hit, "cached" + (f" ({described})" if described else ""))
+                        continue
+                if len(running) < workers:
                     pending.remove(cell)
                     try:
+                        eng = eng if eng is not None else engine(cfg)
                         running[eng.submit(cell, named[cell.experiment], cfg.threads)] = cell
                     except Exception:  # e.g. a pool broken by a worker that died, sbatch refusing
                         finish(cell, CellOutcome(0.0, error=traceback.format_exc()), "FAILED to submit")
@@ -485,11 +505,34 @@ def run_cells(
                     described = _describe(outcome.summary)
                     finish(cell, outcome, f"{outcome.seconds:.1f} s" + (f" ({described})" if described else ""))
     finally:
-        eng.close()
+        if eng is not None:
+            eng.close()
     report = RunReport({cell: outcomes[cell] for cell in deps}, time.perf_counter() - start)  # plan order
     status = "ok" if report.ok else f"{len(report.failed)} cells failed or skipped"
     log(f"{total} cells in {report.wall_s:.1f} s wall: {status}")
     return report
+
+
+def _cached_outcome(cell: Cell, lookups: Mapping[str, CachedCells]) -> CellOutcome | None:
+    """The outcome of ``cell`` read from the cache, or None when it has to run (or the check failed)."""
+    lookup = lookups.get(cell.experiment)
+    if lookup is None:
+        return None
+    start = time.perf_counter()
+    try:
+        if cell.stage == "features":
+            summary = lookup.features()
+            return None if summary is None else CellOutcome(time.perf_counter() - start, summary)
+        if cell.stage == "base_model":
+            summary = lookup.base_model(cell.seed)
+            return None if summary is None else CellOutcome(time.perf_counter() - start, summary)
+        result = lookup.method(cell.method, cell.seed)
+    except Exception:  # noqa: BLE001  (a lookup never fails a run: the cell runs and reports it)
+        return None
+    if result is None:
+        return None
+    summary = {"accuracy": float(result["accuracy"]), "iou": float(result["iou"])}
+    return CellOutcome(time.perf_counter() - start, summary, result=result)
 
 
 # --------------------------------------------------------------------------- command line

@@ -14,9 +14,11 @@ import torch
 import yaml
 
 from lvwlib.core.config import CellsConfig, load_params
+from lvwlib.experiment import keys, models
 from lvwlib.experiment.config import experiment_from_params
 from lvwlib.experiment.runner import (
     Cell,
+    _InlineEngine,
     _SubmititEngine,
     cells_config,
     main,
@@ -110,7 +112,9 @@ def test_local_runner_matches_sequential_run_all(local_run, tmp_path) -> None:
 def test_inline_executor_runs_the_same_plan_in_this_process(local_run) -> None:
     params, report, _ = local_run
     out = io.StringIO()
-    inline = run_cells(experiment_from_params(params, "synthetic"), CellsConfig(executor="inline"), out=out)
+    # use_cache=False: the inline executor runs every cell (loading what the pool cached), no lookup answers it
+    inline = run_cells(experiment_from_params(params, "synthetic"), CellsConfig(executor="inline"), out=out,
+                       use_cache=False)
     assert inline.ok and list(inline.outcomes) == list(report.outcomes)  # every cell, in plan order
     assert "on inline: 1 workers" in out.getvalue()
     same(inline.results(), report.results())  # loaded from the caches the process pool filled
@@ -188,3 +192,45 @@ def test_slurm_options_reach_submitit(tmp_path, monkeypatch) -> None:
     options = _SubmititEngine(cfg).executor._executor.parameters
     assert options == {"job_name": "lvw-cell", "time": 30, "cpus_per_task": 4, "gpus_per_node": 1,
                        "mem": "8GB", "partition": "cpu", "additional_parameters": {"qos": "low"}}
+
+
+def test_a_warm_run_answers_every_cell_from_the_cache_without_a_worker(local_run) -> None:
+    params, report, _ = local_run
+
+    def no_engine(cfg: CellsConfig) -> Any:
+        raise AssertionError("a run whose every cell is cached started an executor")
+
+    out = io.StringIO()
+    warm = run_cells(experiment_from_params(params, "synthetic"), CellsConfig(workers=2, threads=1), out=out,
+                     engine=no_engine)
+    assert warm.ok and list(warm.outcomes) == list(report.outcomes)
+    same(warm.results(), report.results())  # the cached rows, as the pool's cells returned them
+    lines = progress_lines(out.getvalue())
+    assert len(lines) == len(report.outcomes)
+    assert all(m[4].startswith("cached") for m in lines), out.getvalue()
+    methods = [m for m in lines if m[3].split()[-1] in METHODS]
+    assert all(re.fullmatch(r"cached \(accuracy [\d.]+, iou [\d.]+\)", m[4]) for m in methods)
+
+
+def test_only_the_cells_the_cache_cannot_answer_run(tmp_path) -> None:
+    exp = tiny(tmp_path / "cache", methods=["base", "lvw"])
+    assert run_cells(exp, CellsConfig(executor="inline"), out=io.StringIO()).ok
+    # the stored lvw model is gone (its result is still cached): that cell must run to store it again
+    _, cams = keys.base_inputs(exp, keys.feature_inputs(exp), 0)
+    model = models.model_path(tmp_path / "cache", keys.method_inputs(exp, cams, "lvw", 0))
+    model.unlink()
+    submitted: list[Cell] = []
+
+    class Recording(_InlineEngine):
+        def submit(self, cell: Cell, exp: Any, threads: int) -> Any:
+            submitted.append(cell)
+            return super().submit(cell, exp, threads)
+
+    report = run_cells(exp, CellsConfig(executor="inline"), out=io.StringIO(), engine=lambda cfg: Recording())
+    assert report.ok and submitted == [Cell("synthetic", "method", 0, "lvw")]
+    assert model.exists()
+    # without the cache lookup every cell runs (in its worker, loading what is cached)
+    submitted.clear()
+    assert run_cells(exp, CellsConfig(executor="inline"), out=io.StringIO(), engine=lambda cfg: Recording(),
+                     use_cache=False).ok
+    assert len(submitted) == len(plan(exp))

@@ -59,15 +59,17 @@ class CachedCells:
         self.cache_dir = resolve(exp.run.cache_dir)
         self._bundle: DatasetBundle | None = None
         self._features: dict[str, Any] | None = None
+        self._listed = False  # tried to list the dataset (once: a dataset that cannot be listed stays so)
 
     def _feature_inputs(self) -> dict[str, Any] | None:
         """The dataset's feature key inputs (listing the dataset once); None when it cannot be listed."""
-        if self._features is None:
+        if not self._listed:
+            self._listed = True
             try:
                 self._bundle = load_dataset(self.exp.run.data)
                 self._features = keys.feature_inputs(self.exp, self._bundle)
             except Exception:  # noqa: BLE001  (the cell itself reports a bad dataset, with its message)
-                return None
+                self._features = None
         return self._features
 
     def features(self) -> dict[str, float] | None:

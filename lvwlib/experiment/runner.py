@@ -519,20 +519,18 @@ def _cached_outcome(cell: Cell, lookups: Mapping[str, CachedCells]) -> CellOutco
     if lookup is None:
         return None
     start = time.perf_counter()
+    result = None
     try:
         if cell.stage == "features":
             summary = lookup.features()
-            return None if summary is None else CellOutcome(time.perf_counter() - start, summary)
-        if cell.stage == "base_model":
+        elif cell.stage == "base_model":
             summary = lookup.base_model(cell.seed)
-            return None if summary is None else CellOutcome(time.perf_counter() - start, summary)
-        result = lookup.method(cell.method, cell.seed)
+        else:
+            result = lookup.method(cell.method, cell.seed)
+            summary = None if result is None else {"accuracy": float(result["accuracy"]), "iou": float(result["iou"])}
     except Exception:  # noqa: BLE001  (a lookup never fails a run: the cell runs and reports it)
         return None
-    if result is None:
-        return None
-    summary = {"accuracy": float(result["accuracy"]), "iou": float(result["iou"])}
-    return CellOutcome(time.perf_counter() - start, summary, result=result)
+    return None if summary is None else CellOutcome(time.perf_counter() - start, summary, result=result)
 
 
 # --------------------------------------------------------------------------- command line
